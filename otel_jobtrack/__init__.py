@@ -1,0 +1,45 @@
+"""otel-jobtrack: did your recurring jobs really run?
+
+Track every run of a cron trigger, per-tenant scheduler or worker job with one consistent
+payload (invocations, duration, resources touched, success/failure/limited, per job and
+tenant) and export it to Prometheus ``/metrics`` and/or OTLP with the same series names.
+"""
+
+from __future__ import annotations
+
+import os
+
+from otel_jobtrack.contract import FAILURE, KINDS, LIMITED, STATES, SUCCESS, SYSTEM_TENANT
+from otel_jobtrack.decorator import tracked
+from otel_jobtrack.prometheus import (
+    make_metrics_asgi_app,
+    make_metrics_wsgi_app,
+    register_default_collector,
+    start_metrics_server,
+)
+from otel_jobtrack.run import Job, Run, current_run, track_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FAILURE",
+    "KINDS",
+    "LIMITED",
+    "STATES",
+    "SUCCESS",
+    "SYSTEM_TENANT",
+    "Job",
+    "Run",
+    "current_run",
+    "make_metrics_asgi_app",
+    "make_metrics_wsgi_app",
+    "start_metrics_server",
+    "track_run",
+    "tracked",
+]
+
+register_default_collector()
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    from otel_jobtrack import multiprocess as _multiprocess
+
+    _multiprocess.enable()

@@ -1,0 +1,93 @@
+"""Validation of definitions (strict) and normalisation of run-time label values (forgiving).
+
+Job names and kinds are fixed in code, so a bad one raises ``ValueError`` where the job is
+defined. Tenants arrive at run time from data, so any value is turned into a safe label value
+instead: a strange tenant must never break the job it labels.
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+
+from otel_jobtrack.contract import KINDS, SYSTEM_TENANT, UNKNOWN_TENANT
+
+MAX_JOB_NAME_LENGTH = 200
+MAX_TENANT_LENGTH = 128
+_CACHE_LIMIT = 10_000
+
+_tenant_cache: dict[str, str] = {}
+
+
+def validate_kind(kind: object) -> str:
+    """Return ``kind`` if it is one of the known kinds, else raise ``ValueError``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}: expected one of {', '.join(KINDS)}")
+    return str(kind)
+
+
+def validate_job_name(name: object) -> str:
+    """Return a job name usable as a label value, else raise ``ValueError``."""
+    if not isinstance(name, str):
+        raise ValueError(f"job name must be a string, got {type(name).__name__}")
+    if not name.strip():
+        raise ValueError("job name must not be empty")
+    if len(name) > MAX_JOB_NAME_LENGTH:
+        raise ValueError(f"job name longer than {MAX_JOB_NAME_LENGTH} characters: {name[:40]!r}...")
+    if any(unicodedata.category(ch)[0] == "C" for ch in name):
+        raise ValueError(f"job name contains control or unprintable characters: {name!r}")
+    return name
+
+
+def validate_seconds(what: str, value: object, *, allow_zero: bool = False) -> float | None:
+    """Turn a number or ``timedelta`` into seconds; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if hasattr(value, "total_seconds") else value
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"{what} must be seconds or a timedelta, got {value!r}")
+    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError(f"{what} must be a positive, finite duration, got {value!r}")
+    return float(seconds)
+
+
+def validate_resources(n: object) -> int | float:
+    """Resources added to a run: a non-negative finite number."""
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise ValueError(f"resources must be a number, got {n!r}")
+    if n < 0 or (isinstance(n, float) and (math.isnan(n) or math.isinf(n))):
+        raise ValueError(f"resources must be a non-negative finite number, got {n!r}")
+    return n
+
+
+def normalize_tenant(tenant: object) -> str:
+    """Turn any tenant value into a bounded, printable label value. Never raises.
+
+    ``None`` becomes ``system``; other values become their text with control characters
+    replaced by ``_``, invalid unicode replaced, and the length capped.
+    """
+    if tenant is None:
+        return SYSTEM_TENANT
+    if type(tenant) is str:
+        cached = _tenant_cache.get(tenant)
+        if cached is not None:
+            return cached
+    try:
+        text = tenant if isinstance(tenant, str) else str(tenant)
+        cleaned = _clean(text)
+    except Exception:
+        return UNKNOWN_TENANT
+    if type(tenant) is str and len(_tenant_cache) < _CACHE_LIMIT:
+        _tenant_cache[tenant] = cleaned
+    return cleaned
+
+
+def _clean(text: str) -> str:
+    if not text.isprintable():
+        text = "".join("_" if unicodedata.category(ch)[0] == "C" else ch for ch in text)
+    # Lone surrogates cannot be encoded as UTF-8 and would break the exposition.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    text = text.strip()
+    if len(text) > MAX_TENANT_LENGTH:
+        text = text[:MAX_TENANT_LENGTH]
+    return text or UNKNOWN_TENANT

@@ -1,0 +1,191 @@
+"""Prometheus exposition: a collector over the store, the ``/metrics`` server and web apps.
+
+The collector is registered in prometheus_client's default registry, so an application that
+already serves ``/metrics`` with prometheus_client exposes the ``jobtrack_*`` families
+without further code. With ``PROMETHEUS_MULTIPROC_DIR`` set, the server and apps built here
+aggregate every process's files instead (see :mod:`otel_jobtrack.multiprocess`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from otel_jobtrack import contract as c
+from otel_jobtrack import errors
+from otel_jobtrack.store import STORE, Store
+
+_LE = [floatToGoString(b) for b in c.DURATION_BUCKETS] + ["+Inf"]
+
+
+class JobtrackCollector(Collector):
+    """Turns the store's totals into the contract's metric families at scrape time."""
+
+    def __init__(self, store: Store = STORE) -> None:
+        self.store = store
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only: lets the registry detect clashes without running a collection.
+        return self._families()
+
+    def _families(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(c.RUNS_TOTAL, c.HELP[c.RUNS_TOTAL], labels=c.RUN_LABELS),
+            HistogramMetricFamily(c.RUN_DURATION, c.HELP[c.RUN_DURATION], labels=c.RUN_LABELS),
+            CounterMetricFamily(
+                c.RESOURCES_TOTAL, c.HELP[c.RESOURCES_TOTAL], labels=c.SERIES_LABELS
+            ),
+            GaugeMetricFamily(
+                c.LAST_RUN_TIMESTAMP, c.HELP[c.LAST_RUN_TIMESTAMP], labels=c.RUN_LABELS
+            ),
+            GaugeMetricFamily(
+                c.RUNS_IN_PROGRESS, c.HELP[c.RUNS_IN_PROGRESS], labels=c.SERIES_LABELS
+            ),
+            GaugeMetricFamily(
+                c.OLDEST_RUN_START, c.HELP[c.OLDEST_RUN_START], labels=c.SERIES_LABELS
+            ),
+            GaugeMetricFamily(
+                c.EXPECTED_INTERVAL, c.HELP[c.EXPECTED_INTERVAL], labels=c.JOB_LABELS
+            ),
+            GaugeMetricFamily(c.GRACE, c.HELP[c.GRACE], labels=c.JOB_LABELS),
+            GaugeMetricFamily(c.MAX_RUNTIME, c.HELP[c.MAX_RUNTIME], labels=c.JOB_LABELS),
+            CounterMetricFamily(
+                c.INSTRUMENTATION_ERRORS, c.HELP[c.INSTRUMENTATION_ERRORS], labels=("where",)
+            ),
+            CounterMetricFamily(c.EXPORT_ERRORS, c.HELP[c.EXPORT_ERRORS], labels=("exporter",)),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except Exception as exc:
+            errors.instrumentation_error("prometheus collect", exc)
+
+    def _collect(self) -> list[Metric]:
+        (runs, duration, resources, last_run, in_progress, oldest, interval, grace,
+         max_runtime, instr_errors, export_errors) = families = self._families()
+        states = c.STATES
+        store = self.store
+        # Copy under the lock so each series is internally consistent (count == +Inf bucket).
+        with store.lock:
+            rows = [
+                (s.kind, s.job_name, s.tenant, s.runs[:], s.duration_sums[:],
+                 [b[:] for b in s.buckets], s.last_end[:], s.resources, s.in_progress,
+                 min(s.starts.values()) if s.starts else None)
+                for s in store.series.values()
+            ]
+            cadences = list(store.cadences.items())
+        for kind, job, tenant, nruns, sums, buckets, last_end, nres, nprog, first in rows:
+            labels = [kind, job, tenant]
+            for i, state in enumerate(states):
+                if not nruns[i]:
+                    continue
+                run_labels = [kind, job, tenant, state]
+                runs.add_metric(run_labels, nruns[i])
+                acc = 0
+                cumulative = []
+                for le, count in zip(_LE, buckets[i]):
+                    acc += count
+                    cumulative.append((le, acc))
+                duration.add_metric(run_labels, cumulative, sums[i])
+                end = last_end[i]
+                if end is not None:
+                    last_run.add_metric(run_labels, end)
+            resources.add_metric(labels, nres)
+            in_progress.add_metric(labels, nprog)
+            if first is not None:
+                oldest.add_metric(labels, first)
+        for (kind, job), cadence in cadences:
+            if cadence.expected_interval is not None:
+                interval.add_metric([kind, job], cadence.expected_interval)
+            if cadence.grace is not None:
+                grace.add_metric([kind, job], cadence.grace)
+            if cadence.max_runtime is not None:
+                max_runtime.add_metric([kind, job], cadence.max_runtime)
+        for where, count in errors.instrumentation_error_counts().items():
+            instr_errors.add_metric([where], count)
+        for exporter, count in errors.export_error_counts().items():
+            export_errors.add_metric([exporter], count)
+        return families
+
+
+COLLECTOR = JobtrackCollector()
+_registered = False
+
+
+def register_default_collector() -> None:
+    """Add the collector to prometheus_client's default registry (once)."""
+    global _registered
+    if not _registered:
+        REGISTRY.register(COLLECTOR)
+        _registered = True
+
+
+def exposition_registry() -> CollectorRegistry:
+    """The registry ``/metrics`` should serve: this process, or all processes in multiprocess
+    mode (``PROMETHEUS_MULTIPROC_DIR`` set)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from otel_jobtrack.multiprocess import multiprocess_registry
+
+        return multiprocess_registry()
+    register_default_collector()
+    return REGISTRY
+
+
+def start_metrics_server(
+    port: int | None = None,
+    addr: str | None = None,
+    registry: CollectorRegistry | None = None,
+    **server_options: Any,
+) -> tuple[Any, Any]:
+    """Serve ``/metrics`` in a background thread; returns prometheus_client's (server, thread).
+
+    Defaults follow the OpenTelemetry Prometheus exporter: ``OTEL_EXPORTER_PROMETHEUS_HOST``
+    (default ``localhost``) and ``OTEL_EXPORTER_PROMETHEUS_PORT`` (default 9464). Extra
+    keyword arguments (TLS files, client auth) go to ``prometheus_client.start_http_server``.
+    """
+    if addr is None:
+        addr = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
+    if port is None:
+        port = _env_port()
+    return _start_http_server(
+        port, addr=addr, registry=registry or exposition_registry(), **server_options
+    )
+
+
+def _env_port() -> int:
+    raw = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT") or "9464"
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT must be a port number, got {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT out of range: {port}")
+    return port
+
+
+def make_metrics_wsgi_app(registry: CollectorRegistry | None = None) -> Any:
+    """A WSGI app serving the exposition, to mount at ``/metrics`` in an existing web app."""
+    return make_wsgi_app(registry or exposition_registry())
+
+
+def make_metrics_asgi_app(registry: CollectorRegistry | None = None) -> Any:
+    """An ASGI app serving the exposition, to mount at ``/metrics`` in an existing web app."""
+    return make_asgi_app(registry or exposition_registry())
+
+
+def is_finite(value: float) -> bool:
+    return not (math.isinf(value) or math.isnan(value))
