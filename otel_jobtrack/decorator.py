@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import wrapt
 
+from otel_jobtrack.labels import validate_job_name, validate_kind
 from otel_jobtrack.run import Job, Run, Seconds, get_job
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,6 +46,9 @@ def tracked(
         raise ValueError(f"tenant_arg must be an argument name, got {tenant_arg!r}")
     if job_name is not None and callable(job_name):
         raise ValueError("use @tracked(kind=...), with parentheses and a kind")
+    validate_kind(kind)
+    if job_name is not None:
+        validate_job_name(job_name)
 
     def decorate(func: F) -> F:
         target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
