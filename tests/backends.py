@@ -1,0 +1,914 @@
+"""Real metric backends for tests: Prometheus, promtool, Pushgateway, VictoriaMetrics.
+
+Binaries live in ``.cache/backends/bin`` (git-ignored) and are installed by
+``scripts/install-backends`` on first use. Every server runs as a subprocess bound to
+127.0.0.1 on a free port, in its own directory, with its log captured to a file.
+
+Use from ``tests/conftest.py`` with ``pytest_plugins = ["tests.backends"]`` (or
+``from tests.backends import *``) to get the fixtures ``backend_bins``,
+``prometheus_factory``, ``prometheus``, ``pushgateway``, ``victoria_metrics``,
+``victoria_metrics_factory`` and ``exposition_server``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import http.server
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+__all__ = [
+    "BIN_DIR",
+    "BACKEND_NAMES",
+    "CACHE_DIR",
+    "INSTALL_SCRIPT",
+    "REPO_ROOT",
+    "BackendError",
+    "ExpositionServer",
+    "PrometheusServer",
+    "PushgatewayServer",
+    "VictoriaMetricsServer",
+    "backend_bins",
+    "bin_path",
+    "ensure_backends",
+    "exposition_server",
+    "free_port",
+    "http_request",
+    "prometheus",
+    "prometheus_factory",
+    "promtool",
+    "pushgateway",
+    "victoria_metrics",
+    "victoria_metrics_factory",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = REPO_ROOT / ".cache" / "backends"
+BIN_DIR = CACHE_DIR / "bin"
+INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-backends"
+BACKEND_NAMES = ("prometheus", "promtool", "pushgateway", "victoria-metrics")
+
+READY_TIMEOUT = float(os.environ.get("BACKENDS_READY_TIMEOUT", "30"))
+HTTP_TIMEOUT = 10.0
+
+
+class BackendError(RuntimeError):
+    """A backend could not be installed, started, or answered with an error."""
+
+
+# --------------------------------------------------------------------------- install
+
+_install_lock = threading.Lock()
+_installed = False
+
+
+def _all_present() -> bool:
+    return all(os.access(BIN_DIR / name, os.X_OK) for name in BACKEND_NAMES)
+
+
+def ensure_backends() -> dict[str, Path]:
+    """Make sure all backend binaries exist (running the install script once if not)."""
+    global _installed
+    with _install_lock:
+        if not _installed and not _all_present():
+            if not INSTALL_SCRIPT.exists():
+                raise BackendError(f"install script missing: {INSTALL_SCRIPT}")
+            proc = subprocess.run(
+                ["bash", str(INSTALL_SCRIPT)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0 or not _all_present():
+                raise BackendError(
+                    f"{INSTALL_SCRIPT.relative_to(REPO_ROOT)} failed "
+                    f"(exit {proc.returncode}); the real backends are required.\n"
+                    f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
+                )
+        _installed = True
+    return {name: BIN_DIR / name for name in BACKEND_NAMES}
+
+
+def bin_path(name: str) -> Path:
+    """Path of a backend binary (``prometheus``, ``promtool``, ``pushgateway``,
+    ``victoria-metrics``), installing the backends first if needed."""
+    if name not in BACKEND_NAMES:
+        raise ValueError(f"unknown backend binary {name!r}; expected one of {BACKEND_NAMES}")
+    return ensure_backends()[name]
+
+
+def promtool(
+    *args: str | os.PathLike[str],
+    input: str | None = None,
+    check: bool = False,
+    timeout: float = 60.0,
+    cwd: str | os.PathLike[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``promtool ARGS`` and return the completed process (text mode, output captured).
+
+    With ``check=True`` a non-zero exit raises :class:`BackendError` showing the output.
+    """
+    cmd = [str(bin_path("promtool")), *map(str, args)]
+    proc = subprocess.run(
+        cmd, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+    )
+    if check and proc.returncode != 0:
+        raise BackendError(
+            f"{' '.join(cmd[1:])} exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+    return proc
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_request(
+    method: str,
+    url: str,
+    data: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = HTTP_TIMEOUT,
+) -> tuple[int, bytes]:
+    """Send one HTTP request (loopback only) and return ``(status, body)``.
+
+    HTTP error statuses are returned, not raised; connection errors raise ``URLError``.
+    """
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"tests only talk to loopback servers, not {url}")
+    body = data.encode() if isinstance(data, str) else data
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+_live_servers: set[_Server] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_live_servers):
+        server.stop()
+
+
+# --------------------------------------------------------------------------- base server
+
+
+class _Server:
+    """A backend subprocess on 127.0.0.1:<free port> with its own working directory."""
+
+    binary: str = ""
+    ready_path: str = "/-/ready"
+
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        extra_args: Sequence[str] = (),
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.binary}-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.extra_args = list(extra_args)
+        self.ready_timeout = ready_timeout
+        self.port = 0
+        self.log_path = self.workdir / f"{self.binary}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # -- to override
+    def _args(self) -> list[str]:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Write config files etc. before start."""
+
+    # -- lifecycle
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:41234``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> _Server:
+        """Start the process and block until its readiness endpoint answers 200."""
+        if self.running:
+            return self
+        exe = str(bin_path(self.binary))
+        self._prepare()
+        last_error = ""
+        for _attempt in range(3):  # a free port can be taken in between: retry
+            self.port = free_port()
+            cmd = [exe, *_merge_args(self._args(), self.extra_args)]
+            log = self.log_path.open("ab")
+            log.write(f"\n=== {' '.join(cmd)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            _live_servers.add(self)
+            try:
+                self._wait_ready()
+                return self
+            except BackendError as e:
+                last_error = str(e)
+                in_use = "address already in use" in _tail(self.log_path, 10).lower()
+                self.stop()
+                if not in_use:
+                    break
+        raise BackendError(last_error)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise BackendError(
+                    f"{self.binary} exited with code {self.proc.returncode} during startup; "
+                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            try:
+                status, body = http_request("GET", self.url + self.ready_path, timeout=2)
+                if status == 200:
+                    return
+                last = f"HTTP {status}: {body[:200]!r}"
+            except (OSError, urllib.error.URLError) as e:
+                last = repr(e)
+            time.sleep(0.05)
+        raise BackendError(
+            f"{self.binary} not ready at {self.url}{self.ready_path} after "
+            f"{self.ready_timeout:.0f}s (last: {last}); "
+            f"log {self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Terminate (SIGTERM, then SIGKILL after ``timeout``) and wait for the process."""
+        proc, self.proc = self.proc, None
+        _live_servers.discard(self)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=timeout)
+
+    def cleanup(self) -> None:
+        """Stop and remove the working directory if this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """Last lines of the captured server log."""
+        return _tail(self.log_path, lines)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url if self.port else '(not started)'}>"
+
+    # -- HTTP
+    def get(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        """GET ``path`` (with query ``params``); raise :class:`BackendError` unless 2xx."""
+        url = self.url + path
+        if params:
+            url += "?" + urllib.parse.urlencode(_clean_params(params), doseq=True)
+        status, body = http_request("GET", url)
+        if not 200 <= status < 300:
+            raise BackendError(f"GET {url} -> {status}: {body[:2000]!r}")
+        return body
+
+
+def _flag_name(arg: str) -> str:
+    return arg.split("=", 1)[0]
+
+
+def _merge_args(defaults: Sequence[str], extra: Sequence[str]) -> list[str]:
+    """Defaults plus extra args; an extra ``--flag=value`` replaces the default ``--flag``."""
+    overridden = {_flag_name(a) for a in extra if a.startswith("-")}
+    return [a for a in defaults if _flag_name(a) not in overridden] + list(extra)
+
+
+def _clean_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        out[key] = value
+    return out
+
+
+class _PromQueryAPI(_Server):
+    """Prometheus-compatible HTTP query API (served by Prometheus and VictoriaMetrics)."""
+
+    def api(self, path: str, params: Mapping[str, Any] | None = None, method: str = "GET") -> Any:
+        """Call ``/api/v1/<path>`` and return its ``data`` (raises on ``status: error``)."""
+        url = f"{self.url}/api/v1/{path.lstrip('/')}"
+        body: bytes | None = None
+        headers: dict[str, str] = {}
+        if params and method == "POST":
+            body = urllib.parse.urlencode(_clean_params(params), doseq=True).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif params:
+            url += "?" + urllib.parse.urlencode(_clean_params(params), doseq=True)
+        status, raw = http_request(method, url, data=body, headers=headers)
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise BackendError(f"{method} {url} -> {status}: {raw[:2000]!r}") from None
+        if status != 200 or payload.get("status") != "success":
+            raise BackendError(f"{method} {url} -> {status}: {payload}")
+        return payload.get("data")
+
+    def _before_query(self) -> None:
+        """Hook: make freshly written data visible (VictoriaMetrics flushes)."""
+
+    def query(self, promql: str, time: float | str | None = None) -> list[dict[str, Any]]:
+        """Instant query; returns the result list (``[{"metric": {...}, "value": [t, "v"]}]``).
+
+        A scalar/string result is wrapped as one element with an empty ``metric``.
+        """
+        self._before_query()
+        data = self.api("query", {"query": promql, "time": time})
+        if data["resultType"] in ("scalar", "string"):
+            return [{"metric": {}, "value": data["result"]}]
+        return list(data["result"])
+
+    def query_value(self, promql: str, time: float | str | None = None) -> float | None:
+        """Value of a query that yields at most one series (``None`` when empty)."""
+        result = self.query(promql, time)
+        if not result:
+            return None
+        if len(result) > 1:
+            raise BackendError(f"{promql!r} returned {len(result)} series: {result}")
+        return float(result[0]["value"][1])
+
+    def query_range(
+        self,
+        promql: str,
+        start: float | str,
+        end: float | str | None = None,
+        step: float | str = "1s",
+    ) -> list[dict[str, Any]]:
+        """Range query; returns the matrix (``[{"metric": {...}, "values": [[t, "v"], ...]}]``)."""
+        self._before_query()
+        end = time.time() if end is None else end
+        data = self.api("query_range", {"query": promql, "start": start, "end": end, "step": step})
+        return list(data["result"])
+
+    def series(
+        self,
+        match: str | Sequence[str],
+        start: float | str | None = None,
+        end: float | str | None = None,
+    ) -> list[dict[str, str]]:
+        """Label sets of the series matching the selector(s)."""
+        self._before_query()
+        matches = [match] if isinstance(match, str) else list(match)
+        return list(self.api("series", {"match[]": matches, "start": start, "end": end}))
+
+    def label_names(self, match: str | Sequence[str] | None = None) -> list[str]:
+        """All label names (optionally only of series matching ``match``)."""
+        self._before_query()
+        matches = [match] if isinstance(match, str) else list(match or [])
+        return list(self.api("labels", {"match[]": matches or None}))
+
+    def label_values(self, label: str, match: str | Sequence[str] | None = None) -> list[str]:
+        """Values of ``label`` (e.g. ``__name__`` for all metric names)."""
+        self._before_query()
+        matches = [match] if isinstance(match, str) else list(match or [])
+        return list(self.api(f"label/{label}/values", {"match[]": matches or None}))
+
+    def metric_names(self) -> list[str]:
+        """All stored metric names."""
+        return self.label_values("__name__")
+
+    def wait_for(
+        self,
+        promql: str,
+        predicate: Callable[[list[dict[str, Any]]], bool] = bool,
+        timeout: float = 15.0,
+        interval: float = 0.2,
+    ) -> list[dict[str, Any]]:
+        """Poll ``query(promql)`` until ``predicate(result)`` is true; return that result.
+
+        Default predicate: a non-empty result. Raises ``AssertionError`` on timeout, showing
+        the last result and the server log tail.
+        """
+        deadline = time.monotonic() + timeout
+        result: list[dict[str, Any]] = []
+        error = ""
+        while True:
+            try:
+                result = self.query(promql)
+                error = ""
+                if predicate(result):
+                    return result
+            except BackendError as e:
+                error = str(e)
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {promql!r} on {self!r}; "
+                    f"last result: {result!r} {error}\nlog tail:\n{self.log_tail(20)}"
+                )
+            time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- Prometheus
+
+Targets = Sequence[str] | Mapping[str, Sequence[str]]
+
+
+class PrometheusServer(_PromQueryAPI):
+    """A real Prometheus server scraping the given targets, with optional rule files.
+
+    ``scrape_targets`` is a list of ``host:port`` (job ``"test"``) or a mapping
+    ``job -> [targets]``. A target may also be a full URL
+    (``http://127.0.0.1:8000/custom/metrics``) to set scheme and metrics path.
+    Started with ``--web.enable-lifecycle`` (for :meth:`reload`), the admin API and the
+    remote-write receiver.
+    """
+
+    binary = "prometheus"
+
+    def __init__(
+        self,
+        scrape_targets: Targets | None = None,
+        rule_files: Sequence[str | os.PathLike[str]] = (),
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        honor_labels: bool = False,
+        extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
+        self.scrape_targets: Targets = scrape_targets or []
+        self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.scrape_interval = scrape_interval
+        self.evaluation_interval = evaluation_interval
+        self.honor_labels = honor_labels
+        self.extra_scrape_configs = [dict(c) for c in extra_scrape_configs]
+        self.config_path = self.workdir / "prometheus.yml"
+
+    def config(self) -> dict[str, Any]:
+        """The prometheus.yml content built from the current attributes."""
+        jobs: Mapping[str, Sequence[str]]
+        if isinstance(self.scrape_targets, Mapping):
+            jobs = self.scrape_targets
+        else:
+            jobs = {"test": list(self.scrape_targets)} if self.scrape_targets else {}
+        scrape_configs: list[dict[str, Any]] = []
+        for job, targets in jobs.items():
+            scrape_configs.append(
+                {
+                    "job_name": job,
+                    "honor_labels": self.honor_labels,
+                    "static_configs": [_static_config(t) for t in targets],
+                }
+            )
+        scrape_configs.extend(self.extra_scrape_configs)
+        return {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.evaluation_interval,
+            },
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": scrape_configs,
+        }
+
+    def write_config(self) -> Path:
+        """(Re)write prometheus.yml from the current attributes."""
+        self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
+        return self.config_path
+
+    def _prepare(self) -> None:
+        self.write_config()
+        promtool("check", "config", "--syntax-only", self.config_path, check=True)
+
+    def _args(self) -> list[str]:
+        return [
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            "--storage.tsdb.retention.time=1d",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--web.enable-admin-api",
+            "--web.enable-remote-write-receiver",
+            # hidden flag: apply scrape-target changes after 100ms instead of 5s
+            "--scrape.discovery-reload-interval=100ms",
+            "--log.level=info",
+        ]
+
+    def reload(
+        self,
+        scrape_targets: Targets | None = None,
+        rule_files: Sequence[str | os.PathLike[str]] | None = None,
+    ) -> None:
+        """Rewrite the config (optionally with new targets/rules) and POST ``/-/reload``."""
+        if scrape_targets is not None:
+            self.scrape_targets = scrape_targets
+        if rule_files is not None:
+            self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.write_config()
+        status, body = http_request("POST", self.url + "/-/reload")
+        if status != 200:
+            raise BackendError(
+                f"reload failed ({status}): {body.decode(errors='replace')}\n{self.log_tail(20)}"
+            )
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending/firing) alerts from ``/api/v1/alerts``."""
+        return list(self.api("alerts")["alerts"])
+
+    def rules(self, type: str | None = None) -> list[dict[str, Any]]:
+        """Rule groups from ``/api/v1/rules`` (``type`` = ``"alert"`` or ``"record"``)."""
+        return list(self.api("rules", {"type": type})["groups"])
+
+    def targets(self, state: str = "active") -> list[dict[str, Any]]:
+        """Scrape targets from ``/api/v1/targets`` (``state`` = active/dropped/any)."""
+        data = self.api("targets", {"state": state})
+        if state == "any":
+            return list(data.get("activeTargets", [])) + list(data.get("droppedTargets", []))
+        key = "activeTargets" if state == "active" else "droppedTargets"
+        return list(data.get(key, []))
+
+    def wait_for_targets_up(self, timeout: float = 15.0) -> list[dict[str, Any]]:
+        """Wait until every active target has been scraped successfully at least once."""
+        deadline = time.monotonic() + timeout
+        targets: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            targets = self.targets()
+            if targets and all(t.get("health") == "up" for t in targets):
+                return targets
+            time.sleep(0.2)
+        raise AssertionError(f"targets not all up after {timeout}s: {targets}\n{self.log_tail(20)}")
+
+    def wait_for_rule_evaluation(self, timeout: float = 15.0) -> None:
+        """Wait until every rule group has been evaluated at least once since start/reload."""
+        deadline = time.monotonic() + timeout
+        groups: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            groups = self.rules()
+            if all(not g.get("lastEvaluation", "").startswith("0001-") for g in groups) and all(
+                r.get("health") != "err" for g in groups for r in g.get("rules", [])
+            ):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"rules not evaluated after {timeout}s: {groups}")
+
+
+def _static_config(target: str) -> dict[str, Any]:
+    if "://" not in target:
+        return {"targets": [target]}
+    parts = urllib.parse.urlsplit(target)
+    labels = {"__scheme__": parts.scheme, "__metrics_path__": parts.path or "/metrics"}
+    if parts.query:
+        for key, values in urllib.parse.parse_qs(parts.query).items():
+            labels[f"__param_{key}"] = values[0]
+    return {"targets": [parts.netloc], "labels": labels}
+
+
+# --------------------------------------------------------------------------- Pushgateway
+
+
+class PushgatewayServer(_Server):
+    """A real Prometheus Pushgateway (no persistence file, admin API enabled)."""
+
+    binary = "pushgateway"
+
+    def _args(self) -> list[str]:
+        return [
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--persistence.file=",
+            "--web.enable-admin-api",
+            "--web.enable-lifecycle",
+            "--log.level=info",
+        ]
+
+    @property
+    def target(self) -> str:
+        """``host:port`` to put in a Prometheus scrape config."""
+        return f"127.0.0.1:{self.port}"
+
+    def metrics_text(self) -> str:
+        """The Pushgateway's own ``/metrics`` exposition (includes pushed groups)."""
+        return self.get("/metrics").decode()
+
+    def group_path(self, job: str, grouping: Mapping[str, str] | None = None) -> str:
+        path = "/metrics/job/" + urllib.parse.quote(job, safe="")
+        for key, value in (grouping or {}).items():
+            path += f"/{urllib.parse.quote(key, safe='')}/{urllib.parse.quote(value, safe='')}"
+        return path
+
+    def push(
+        self,
+        job: str,
+        text: str,
+        grouping: Mapping[str, str] | None = None,
+        method: str = "PUT",
+    ) -> None:
+        """Push exposition ``text`` to a group (PUT replaces the group, POST merges)."""
+        status, body = http_request(
+            method,
+            self.url + self.group_path(job, grouping),
+            data=text if text.endswith("\n") else text + "\n",
+            headers={"Content-Type": "text/plain; version=0.0.4"},
+        )
+        if status not in (200, 202):
+            raise BackendError(f"push to {job} failed ({status}): {body!r}")
+
+    def delete(self, job: str, grouping: Mapping[str, str] | None = None) -> None:
+        """Delete a group."""
+        status, body = http_request("DELETE", self.url + self.group_path(job, grouping))
+        if status not in (200, 202):
+            raise BackendError(f"delete of {job} failed ({status}): {body!r}")
+
+    def groups(self) -> list[dict[str, Any]]:
+        """Pushed groups from ``/api/v1/metrics``."""
+        payload = json.loads(self.get("/api/v1/metrics"))
+        return list(payload.get("data") or [])
+
+    def wipe(self) -> None:
+        """Delete all groups (admin API)."""
+        status, body = http_request("PUT", self.url + "/api/v1/admin/wipe")
+        if status not in (200, 202):
+            raise BackendError(f"wipe failed ({status}): {body!r}")
+
+
+# --------------------------------------------------------------------------- VictoriaMetrics
+
+
+class VictoriaMetricsServer(_PromQueryAPI):
+    """A real single-node VictoriaMetrics.
+
+    Accepts OTLP/HTTP protobuf at :attr:`otlp_url` with ``-opentelemetry.usePrometheusNaming``
+    (Prometheus-style names: ``smoke.requests`` counter -> ``smoke_requests_total``), and
+    Prometheus text at :attr:`import_url`. Queries flush in-memory data first
+    (``/internal/force_flush``) and run with ``-search.latencyOffset=0s`` /
+    ``-search.disableCache``; still, a sample becomes visible to instant queries only about
+    a second after ingestion (query times are whole seconds), so poll with :meth:`wait_for`.
+    OTLP resource attributes become labels (``service_name``, ``service_instance_id``,
+    ``telemetry_sdk_*``); no ``job``/``instance`` labels are added.
+    """
+
+    binary = "victoria-metrics"
+    ready_path = "/health"
+
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        prometheus_naming: bool = True,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
+        self.prometheus_naming = prometheus_naming
+
+    def _args(self) -> list[str]:
+        args = [
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.workdir / 'data'}",
+            "-retentionPeriod=1d",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-selfScrapeInterval=0",
+            "-loggerLevel=INFO",
+        ]
+        if self.prometheus_naming:
+            args.append("-opentelemetry.usePrometheusNaming")
+        return args
+
+    @property
+    def otlp_url(self) -> str:
+        """OTLP/HTTP metrics endpoint (protobuf), for ``OTLPMetricExporter(endpoint=...)``."""
+        return f"{self.url}/opentelemetry/v1/metrics"
+
+    @property
+    def import_url(self) -> str:
+        """Endpoint accepting Prometheus exposition text."""
+        return f"{self.url}/api/v1/import/prometheus"
+
+    def flush(self) -> None:
+        """Make recently ingested samples searchable now."""
+        status, body = http_request("GET", self.url + "/internal/force_flush")
+        if status != 200:
+            raise BackendError(f"force_flush failed ({status}): {body!r}")
+
+    def _before_query(self) -> None:
+        self.flush()
+
+    def import_prometheus(self, text: str) -> None:
+        """Ingest Prometheus exposition text."""
+        status, body = http_request("POST", self.import_url, data=text)
+        if status not in (200, 204):
+            raise BackendError(f"import failed ({status}): {body!r}")
+
+    def export(
+        self,
+        match: str = '{__name__!=""}',
+        start: float | str | None = None,
+        end: float | str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Raw stored series and samples (``/api/v1/export``, one dict per series).
+
+        ``end`` defaults to one minute ahead, so samples stamped "now" are included.
+        """
+        self.flush()
+        end = time.time() + 60 if end is None else end
+        params = {"match[]": match, "start": start, "end": end}
+        raw = self.get("/api/v1/export", _clean_params(params)).decode()
+        return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- exposition
+
+
+class ExpositionServer:
+    """In-process HTTP server serving mutable Prometheus text at ``/metrics``.
+
+    Set :attr:`text` to change what the next scrape sees; :attr:`scrapes` counts requests.
+    """
+
+    def __init__(self, text: str = "", content_type: str = "text/plain; version=0.0.4") -> None:
+        self.text = text
+        self.content_type = content_type
+        self.scrapes = 0
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self.send_error(404)
+                    return
+                owner.scrapes += 1
+                body = owner.text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", owner.content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for a scrape config."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> ExpositionServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> ExpositionServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def backend_bins() -> dict[str, Path]:
+    """Install (once) and return ``{name: path}`` of all backend binaries."""
+    return ensure_backends()
+
+
+@pytest.fixture
+def prometheus_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory ``(**PrometheusServer kwargs) -> started PrometheusServer``; stops all after."""
+    started: list[PrometheusServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> PrometheusServer:
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("prometheus"))
+        server = PrometheusServer(*args, **kwargs)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def prometheus(prometheus_factory: Callable[..., PrometheusServer]) -> PrometheusServer:
+    """A started Prometheus with no targets (use ``reload(scrape_targets=...)``)."""
+    return prometheus_factory()
+
+
+@pytest.fixture
+def pushgateway(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PushgatewayServer]:
+    """A started, empty Pushgateway."""
+    server = PushgatewayServer(workdir=tmp_path_factory.mktemp("pushgateway"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def victoria_metrics_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., VictoriaMetricsServer]]:
+    """Factory ``(**VictoriaMetricsServer kwargs) -> started server``; stops all after."""
+    started: list[VictoriaMetricsServer] = []
+
+    def make(*args: Any, **kwargs: Any) -> VictoriaMetricsServer:
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp("victoria-metrics"))
+        server = VictoriaMetricsServer(*args, **kwargs)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def victoria_metrics(
+    victoria_metrics_factory: Callable[..., VictoriaMetricsServer],
+) -> VictoriaMetricsServer:
+    """A started, empty VictoriaMetrics with Prometheus naming for OTLP."""
+    return victoria_metrics_factory()
+
+
+@pytest.fixture
+def exposition_server() -> Iterator[ExpositionServer]:
+    """An in-process ``/metrics`` server; set ``.text`` to what scrapes should see."""
+    with ExpositionServer() as server:
+        yield server
