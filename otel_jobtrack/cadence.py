@@ -9,6 +9,7 @@ and day-of-week are restricted, a day matches either, as in Vixie cron.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -19,11 +20,15 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTHS = {m: i for i, m in enumerate(
-    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+    )
+}
 _DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 # (name, low, high, names)
-_FIELDS = (
+_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
     ("minute", 0, 59, {}),
     ("hour", 0, 23, {}),
     ("day of month", 1, 31, {}),
@@ -41,8 +46,9 @@ def _value(text: str, names: dict[str, int], field: str, expr: str) -> int:
     return int(text)
 
 
-def _parse_field(text: str, field: str, low: int, high: int, names: dict[str, int],
-                 expr: str) -> tuple[set[int], bool]:
+def _parse_field(
+    text: str, field: str, low: int, high: int, names: dict[str, int], expr: str
+) -> tuple[set[int], bool]:
     """Values a field allows, and whether the field was restricted (not ``*``)."""
     values: set[int] = set()
     restricted = not text.startswith("*")
@@ -78,12 +84,12 @@ def cron_max_interval(expr: str) -> float:
     parts = text.split()
     if len(parts) != 5:
         raise ValueError(f"cron expression {expr!r}: expected 5 fields, got {len(parts)}")
-    parsed = [_parse_field(p, *f, expr) for p, f in zip(parts, _FIELDS)]
+    parsed = [_parse_field(p, *f, expr) for p, f in zip(parts, _FIELDS, strict=False)]
     (minutes, _), (hours, _), (mdays, mday_r), (months, _), (wdays, wday_r) = parsed
     if 7 in wdays:
         wdays = (wdays - {7}) | {0}
     daily = sorted(h * 60 + m for h in hours for m in minutes)
-    gaps = [b - a for a, b in zip(daily, daily[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(daily)]
     # Walk 4 years plus a bit (every leap-year and weekday pattern) of calendar days.
     start = dt.date(2024, 1, 1)
     matching: list[int] = []
@@ -100,6 +106,6 @@ def cron_max_interval(expr: str) -> float:
         raise ValueError(f"cron expression {expr!r} never fires")
     if len(matching) == 1:
         raise ValueError(f"cron expression {expr!r} fires less than once a year")
-    for a, b in zip(matching, matching[1:]):
+    for a, b in itertools.pairwise(matching):
         gaps.append((b - a) * 1440 - daily[-1] + daily[0])
     return float(max(gaps) * 60)

@@ -7,7 +7,10 @@ import importlib
 import sys
 
 _COMMANDS = {
-    "demo": ("otel_jobtrack.demo", "run a simulated cron/schedule/resource workload serving /metrics"),
+    "demo": (
+        "otel_jobtrack.demo",
+        "run a simulated cron/schedule/resource workload serving /metrics",
+    ),
     "rules": ("otel_jobtrack.rules", "generate Prometheus alert and recording rules into alerts/"),
     "dashboards": ("otel_jobtrack.dashboards", "generate Grafana dashboards into dashboards/"),
     "bench": ("otel_jobtrack.bench", "measure per-run overhead and scrape cost against baselines"),

@@ -40,8 +40,25 @@ INSTRUMENTATION_ERRORS: Final = "jobtrack_instrumentation_errors_total"
 EXPORT_ERRORS: Final = "jobtrack_export_errors_total"
 
 DURATION_BUCKETS: Final = (
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    600.0,
+    1200.0,
+    1800.0,
+    3600.0,
 )
 """Upper bounds (seconds) of the duration histogram: 5 ms to 1 h, then +Inf."""
 

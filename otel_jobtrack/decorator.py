@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import wrapt
 
@@ -64,25 +64,30 @@ def tracked(
             return Run(job, resolve(instance, args, kwargs) if resolve else fixed_tenant)
 
         if is_async:
+
             @wrapt.decorator
             async def async_wrapper(
-                wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+                wrapped: Callable[..., Any],
+                instance: Any,
+                args: tuple[Any, ...],
                 kwargs: dict[str, Any],
             ) -> Any:
                 async with make_run(instance, args, kwargs):
                     return await wrapped(*args, **kwargs)
 
-            return async_wrapper(func)  # type: ignore[no-any-return]
+            return cast(F, async_wrapper(func))
 
         @wrapt.decorator
         def wrapper(
-            wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...],
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
             kwargs: dict[str, Any],
         ) -> Any:
             with make_run(instance, args, kwargs):
                 return wrapped(*args, **kwargs)
 
-        return wrapper(func)  # type: ignore[no-any-return]
+        return cast(F, wrapper(func))
 
     return decorate
 

@@ -29,7 +29,9 @@ def instrumentation_error(where: str, exc: BaseException | None = None) -> None:
         if first:
             logger.warning(
                 "otel-jobtrack: instrumentation problem in %s (job unaffected; "
-                "further occurrences are only counted)", where, exc_info=exc,
+                "further occurrences are only counted)",
+                where,
+                exc_info=exc,
             )
     except Exception:  # pragma: no cover - logging itself broke; nothing left to do
         pass
@@ -44,7 +46,9 @@ def export_error(exporter: str, exc: BaseException | None = None) -> None:
         if count == 1 or count % 100 == 0:
             logger.warning(
                 "otel-jobtrack: export via %s failed (%d failures so far): %s",
-                exporter, count, exc,
+                exporter,
+                count,
+                exc,
             )
     except Exception:  # pragma: no cover
         pass

@@ -46,7 +46,12 @@ def validate_seconds(what: str, value: object, *, allow_zero: bool = False) -> f
     seconds = value.total_seconds() if hasattr(value, "total_seconds") else value
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise ValueError(f"{what} must be seconds or a timedelta, got {value!r}")
-    if math.isnan(seconds) or math.isinf(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+    if (
+        math.isnan(seconds)
+        or math.isinf(seconds)
+        or seconds < 0
+        or (seconds == 0 and not allow_zero)
+    ):
         raise ValueError(f"{what} must be a positive, finite duration, got {value!r}")
     return float(seconds)
 

@@ -22,13 +22,27 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from otel_jobtrack import contract as c
 from otel_jobtrack import errors
 from otel_jobtrack.store import STORE, Store
 
-_LE = [floatToGoString(b) for b in c.DURATION_BUCKETS] + ["+Inf"]
+_LE = [str(float(b)) for b in c.DURATION_BUCKETS] + ["+Inf"]
+
+
+_Families = tuple[
+    CounterMetricFamily,
+    HistogramMetricFamily,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    CounterMetricFamily,
+    CounterMetricFamily,
+]
 
 
 class JobtrackCollector(Collector):
@@ -39,10 +53,10 @@ class JobtrackCollector(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Names only: lets the registry detect clashes without running a collection.
-        return self._families()
+        return list(self._families())
 
-    def _families(self) -> list[Metric]:
-        return [
+    def _families(self) -> _Families:
+        return (
             CounterMetricFamily(c.RUNS_TOTAL, c.HELP[c.RUNS_TOTAL], labels=c.RUN_LABELS),
             HistogramMetricFamily(c.RUN_DURATION, c.HELP[c.RUN_DURATION], labels=c.RUN_LABELS),
             CounterMetricFamily(
@@ -66,7 +80,7 @@ class JobtrackCollector(Collector):
                 c.INSTRUMENTATION_ERRORS, c.HELP[c.INSTRUMENTATION_ERRORS], labels=("where",)
             ),
             CounterMetricFamily(c.EXPORT_ERRORS, c.HELP[c.EXPORT_ERRORS], labels=("exporter",)),
-        ]
+        )
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -74,17 +88,37 @@ class JobtrackCollector(Collector):
         except Exception as exc:
             errors.instrumentation_error("prometheus collect", exc)
 
-    def _collect(self) -> list[Metric]:
-        (runs, duration, resources, last_run, in_progress, oldest, interval, grace,
-         max_runtime, instr_errors, export_errors) = families = self._families()
+    def _collect(self) -> _Families:
+        (
+            runs,
+            duration,
+            resources,
+            last_run,
+            in_progress,
+            oldest,
+            interval,
+            grace,
+            max_runtime,
+            instr_errors,
+            export_errors,
+        ) = families = self._families()
         states = c.STATES
         store = self.store
         # Copy under the lock so each series is internally consistent (count == +Inf bucket).
         with store.lock:
             rows = [
-                (s.kind, s.job_name, s.tenant, s.runs[:], s.duration_sums[:],
-                 [b[:] for b in s.buckets], s.last_end[:], s.resources, s.in_progress,
-                 min(s.starts.values()) if s.starts else None)
+                (
+                    s.kind,
+                    s.job_name,
+                    s.tenant,
+                    s.runs[:],
+                    s.duration_sums[:],
+                    [b[:] for b in s.buckets],
+                    s.last_end[:],
+                    s.resources,
+                    s.in_progress,
+                    min(s.starts.values()) if s.starts else None,
+                )
                 for s in store.series.values()
             ]
             cadences = list(store.cadences.items())
@@ -97,7 +131,7 @@ class JobtrackCollector(Collector):
                 runs.add_metric(run_labels, nruns[i])
                 acc = 0
                 cumulative = []
-                for le, count in zip(_LE, buckets[i]):
+                for le, count in zip(_LE, buckets[i], strict=False):
                     acc += count
                     cumulative.append((le, acc))
                 duration.add_metric(run_labels, cumulative, sums[i])
@@ -171,7 +205,9 @@ def _env_port() -> int:
     try:
         port = int(raw)
     except ValueError:
-        raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT must be a port number, got {raw!r}") from None
+        raise ValueError(
+            f"OTEL_EXPORTER_PROMETHEUS_PORT must be a port number, got {raw!r}"
+        ) from None
     if not 0 <= port <= 65535:
         raise ValueError(f"OTEL_EXPORTER_PROMETHEUS_PORT out of range: {port}")
     return port

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextvars
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from datetime import timedelta
+from time import perf_counter as _monotonic
+from time import time as _wall_clock
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -45,8 +46,14 @@ class Job:
     """
 
     __slots__ = (
-        "job_name", "kind", "limited_exceptions", "suppress_limited", "cadence",
-        "_series", "_store", "__weakref__",
+        "__weakref__",
+        "_series",
+        "_store",
+        "cadence",
+        "job_name",
+        "kind",
+        "limited_exceptions",
+        "suppress_limited",
     )
 
     def __init__(
@@ -138,8 +145,17 @@ class Run:
     """One run of a job. Enter it once with ``with`` or ``async with``."""
 
     __slots__ = (
-        "job", "tenant", "resources", "state", "duration", "_limited", "_series",
-        "_start", "_token", "_ctx_token", "_lock", "__weakref__",
+        "__weakref__",
+        "_ctx_token",
+        "_limited",
+        "_lock",
+        "_series",
+        "_start",
+        "duration",
+        "job",
+        "resources",
+        "state",
+        "tenant",
     )
 
     def __init__(self, job: Job, tenant: object = None) -> None:
@@ -151,7 +167,6 @@ class Run:
         self._limited = False
         self._series: Series | None = None
         self._start = 0.0
-        self._token = 0
         self._ctx_token: contextvars.Token[Run | None] | None = None
         self._lock: threading.Lock | None = None
 
@@ -207,15 +222,14 @@ class Run:
 
     def __enter__(self) -> Run:
         try:
-            series = self.job.series_for(self.tenant)
+            job = self.job
+            series = job._series.get(self.tenant) or job.series_for(self.tenant)
+            job._store.start(series, id(self), _wall_clock())
             self._series = series
-            self._token = id(self)
-            self.job._store.start(series, self._token, time.time())
         except Exception as exc:
-            self._series = None
             errors.instrumentation_error("run start", exc)
         self._ctx_token = _current.set(self)
-        self._start = time.perf_counter()
+        self._start = _monotonic()
         return self
 
     def __exit__(
@@ -224,7 +238,7 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
-        duration = time.perf_counter() - self._start
+        duration = _monotonic() - self._start
         suppress = False
         try:
             if exc_type is None:
@@ -249,7 +263,7 @@ class Run:
             if series is not None:
                 self._series = None
                 self.job._store.finish(
-                    series, self._token, state, duration, self.resources, time.time()
+                    series, id(self), state, duration, self.resources, _wall_clock()
                 )
         except Exception as error:
             errors.instrumentation_error("run finish", error)
@@ -269,6 +283,7 @@ class Run:
 
 _jobs: dict[tuple[str, str], Job] = {}
 _definitions: dict[tuple[Any, ...], Job] = {}
+_plain_definitions: dict[tuple[str, str], Job] = {}  # calls without options: the hot path
 _jobs_lock = threading.Lock()
 
 
@@ -293,9 +308,15 @@ def get_job(
     if job is not None:
         return job
     fresh = Job(
-        job_name, kind=kind, limited_exceptions=limited_exceptions,
-        suppress_limited=suppress_limited, every=every, cron=cron, grace=grace,
-        max_runtime=max_runtime, register=False,
+        job_name,
+        kind=kind,
+        limited_exceptions=limited_exceptions,
+        suppress_limited=suppress_limited,
+        every=every,
+        cron=cron,
+        grace=grace,
+        max_runtime=max_runtime,
+        register=False,
     )
     bare = fresh.cadence == Cadence() and not fresh.limited_exceptions and not suppress_limited
     with _jobs_lock:
@@ -311,17 +332,23 @@ def get_job(
             # First seen without options, now with them: the richer definition wins.
             job = _jobs[(fresh.job_name, fresh.kind)] = fresh
             fresh.register()
-            for k, v in list(_definitions.items()):
+            for k in list(_definitions):
                 if k[0] == fresh.job_name and k[1] == fresh.kind:
                     _definitions[k] = fresh
+            if (job_name, kind) in _plain_definitions:
+                _plain_definitions[(job_name, kind)] = fresh
         elif (job.cadence, job.limited_exceptions, job.suppress_limited) != (
-            fresh.cadence, fresh.limited_exceptions, fresh.suppress_limited
+            fresh.cadence,
+            fresh.limited_exceptions,
+            fresh.suppress_limited,
         ):
             raise ValueError(
                 f"job {job_name!r} ({kind}) is already defined with different options: "
                 "define it once (e.g. with Job(...)) and reuse it"
             )
         _definitions[key] = job
+        if bare:
+            _plain_definitions[(job_name, kind)] = job
     return job
 
 
@@ -344,9 +371,19 @@ def track_run(
     propagates unless ``suppress_limited=True``. ``every``/``cron``, ``grace`` and
     ``max_runtime`` declare the expected cadence for the missed-run and stuck-run alerts.
     """
-    job = _definitions.get(
-        (job_name, kind, limited_exceptions, suppress_limited, every, cron, grace, max_runtime)
-    )
+    if (
+        every is None
+        and cron is None
+        and grace is None
+        and max_runtime is None
+        and not limited_exceptions
+        and not suppress_limited
+    ):
+        job = _plain_definitions.get((job_name, kind))
+    else:
+        job = _definitions.get(
+            (job_name, kind, limited_exceptions, suppress_limited, every, cron, grace, max_runtime)
+        )
     if job is None:
         job = get_job(
             job_name, kind, limited_exceptions, suppress_limited, every, cron, grace, max_runtime
@@ -383,4 +420,5 @@ def reset_for_tests(store: Store = STORE) -> None:
     with _jobs_lock:
         _jobs.clear()
         _definitions.clear()
+        _plain_definitions.clear()
     store.reset()

@@ -26,8 +26,17 @@ class Series:
     """Totals of one (kind, job_name, tenant) combination. Mutated only under the store lock."""
 
     __slots__ = (
-        "kind", "job_name", "tenant", "runs", "duration_sums", "buckets", "last_end",
-        "resources", "in_progress", "starts", "exporter_cache",
+        "buckets",
+        "duration_sums",
+        "exporter_cache",
+        "in_progress",
+        "job_name",
+        "kind",
+        "last_end",
+        "resources",
+        "runs",
+        "starts",
+        "tenant",
     )
 
     def __init__(self, kind: str, job_name: str, tenant: str) -> None:
@@ -73,12 +82,18 @@ class RunSink(Protocol):
 
     locked: bool
 
-    def run_started(self, series: Series, start_wall: float, oldest_start: float | None) -> None:
-        ...
+    def run_started(
+        self, series: Series, start_wall: float, oldest_start: float | None
+    ) -> None: ...
 
     def run_finished(
-        self, series: Series, state: int, duration: float, resources: int | float,
-        end_wall: float, oldest_start: float | None,
+        self,
+        series: Series,
+        state: int,
+        duration: float,
+        resources: int | float,
+        end_wall: float,
+        oldest_start: float | None,
     ) -> None: ...
 
 
@@ -136,8 +151,13 @@ class Store:
             _call_sink(sink.run_started, series, start_wall, None)
 
     def finish(
-        self, series: Series, token: int, state: int, duration: float,
-        resources: int | float, end_wall: float,
+        self,
+        series: Series,
+        token: int,
+        state: int,
+        duration: float,
+        resources: int | float,
+        end_wall: float,
     ) -> None:
         with self.lock:
             series.in_progress -= 1
@@ -176,7 +196,8 @@ def _call_sink(method: Callable[..., None], *args: object) -> None:
     try:
         method(*args)
     except Exception as exc:
-        errors.instrumentation_error(f"exporter {type(method.__self__).__name__}", exc)
+        owner = getattr(method, "__self__", method)
+        errors.instrumentation_error(f"exporter {type(owner).__name__}", exc)
 
 
 STORE = Store()
@@ -184,8 +205,11 @@ STORE = Store()
 
 
 def _after_fork_in_child() -> None:
-    # A fresh lock: the parent's may have been held by another thread at fork time.
+    # A fresh lock: the parent's may have been held by another thread at fork time. Fresh
+    # totals: the child is a new process (a new OTLP instance, its own multiprocess files),
+    # and re-reporting the parent's runs from it would count them twice.
     STORE.lock = threading.Lock()
+    STORE.reset()
 
 
 if hasattr(os, "register_at_fork"):

@@ -9,8 +9,7 @@ import pytest
 from otel_jobtrack import errors
 from otel_jobtrack.run import reset_for_tests
 
-import importlib.util  # TEMP
-pytest_plugins = ["tests.backends"] if importlib.util.find_spec("tests.backends") else []  # TEMP
+pytest_plugins = ["tests.backends"]
 
 
 @pytest.fixture(autouse=True)

@@ -23,8 +23,7 @@ def samples(text: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str
 def value(name: str, text: str | None = None, **labels: str) -> float | None:
     """The value of the one sample named ``name`` whose labels include ``labels``."""
     found = [
-        v for (n, ls), v in samples(text).items()
-        if n == name and set(labels.items()) <= set(ls)
+        v for (n, ls), v in samples(text).items() if n == name and set(labels.items()) <= set(ls)
     ]
     if not found:
         return None

@@ -1,4 +1,4 @@
-"""Definition-time errors, run-time tenant normalisation, and instrumentation that never breaks a job."""
+"""Definition-time errors, run-time tenant normalisation, isolation of instrumentation bugs."""
 
 from __future__ import annotations
 
@@ -16,8 +16,19 @@ from otel_jobtrack.store import STORE
 from tests.helpers import exposition, value
 
 STRANGE_TENANTS = [
-    42, 3.5, b"bytes", object(), "x" * 10_000, "Zürich ☃ 東京", 'quo"te', "new\nline\r\ttab",
-    "back\\slash", "\udcff lone surrogate", "", "   ", "\x00\x1b[31m",
+    42,
+    3.5,
+    b"bytes",
+    object(),
+    "x" * 10_000,
+    "Zürich ☃ 東京",
+    'quo"te',
+    "new\nline\r\ttab",
+    "back\\slash",
+    "\udcff lone surrogate",
+    "",
+    "   ",
+    "\x00\x1b[31m",
 ]
 
 
@@ -72,9 +83,8 @@ def test_bad_definitions_raise_value_error(kwargs: dict[str, object], message: s
 
 @pytest.mark.parametrize("bad", [-1, math.nan, math.inf, "3", None, True])
 def test_bad_resource_counts_raise(bad: object) -> None:
-    with track_run("res", kind="resource") as run:
-        with pytest.raises(ValueError, match="resources"):
-            run.add_resources(bad)  # type: ignore[arg-type]
+    with track_run("res", kind="resource") as run, pytest.raises(ValueError, match="resources"):
+        run.add_resources(bad)  # type: ignore[arg-type]
     assert run.resources == 0
 
 
@@ -88,16 +98,25 @@ def test_conflicting_redefinition_raises() -> None:
 
 @pytest.mark.parametrize(
     ("expr", "hours"),
-    [("*/5 * * * *", 5 / 60), ("@hourly", 1), ("0 9 * * mon-fri", 72), ("0 0 1 * *", 31 * 24),
-     ("15 3 * * 0", 7 * 24), ("0 0,12 * * *", 12), ("0 0 1,15 * 1", 7 * 24), ("0 0 * * 7", 168)],
+    [
+        ("*/5 * * * *", 5 / 60),
+        ("@hourly", 1),
+        ("0 9 * * mon-fri", 72),
+        ("0 0 1 * *", 31 * 24),
+        ("15 3 * * 0", 7 * 24),
+        ("0 0,12 * * *", 12),
+        ("0 0 1,15 * 1", 7 * 24),
+        ("0 0 * * 7", 168),
+    ],
 )
 def test_cron_max_interval(expr: str, hours: float) -> None:
     assert cron_max_interval(expr) == pytest.approx(hours * 3600)
 
 
 def test_cadence_is_exported() -> None:
-    with track_run("nightly", kind="cron", cron="0 2 * * *", grace=600, max_runtime=timedelta(
-            minutes=30)):
+    with track_run(
+        "nightly", kind="cron", cron="0 2 * * *", grace=600, max_runtime=timedelta(minutes=30)
+    ):
         pass
     assert value("jobtrack_job_expected_interval_seconds", job_name="nightly") == 86400
     assert value("jobtrack_job_grace_seconds", job_name="nightly") == 600
@@ -117,9 +136,8 @@ def test_broken_store_never_breaks_the_job(
             with track_run("fragile", kind="resource") as run:
                 run.add_resources()
                 results.append(i)
-        with pytest.raises(KeyError):
-            with track_run("fragile", kind="resource"):
-                raise KeyError("the job's own error still propagates")
+        with pytest.raises(KeyError), track_run("fragile", kind="resource"):
+            raise KeyError("the job's own error still propagates")
     assert results == list(range(50))
     assert run.state == "success"
     warnings = [r for r in caplog.records if r.name == "otel_jobtrack"]

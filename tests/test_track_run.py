@@ -59,9 +59,11 @@ def test_exception_is_failure_and_propagates_unchanged() -> None:
     def inner() -> None:
         raise error
 
-    with pytest.raises(RuntimeError) as caught:
-        with track_run("crm.schedule", kind="schedule", tenant="umbrella"):
-            inner()
+    with (
+        pytest.raises(RuntimeError) as caught,
+        track_run("crm.schedule", kind="schedule", tenant="umbrella"),
+    ):
+        inner()
     assert caught.value is error
     frames = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
     assert frames[-1] == "inner"
@@ -77,30 +79,31 @@ def test_mark_limited() -> None:
 
 
 def test_limited_exception_propagates_by_default() -> None:
-    with pytest.raises(OverLimit):
-        with track_run("sync", kind="resource", limited_exceptions=(OverLimit,)):
-            raise OverLimit()
+    with (
+        pytest.raises(OverLimit),
+        track_run("sync", kind="resource", limited_exceptions=(OverLimit,)),
+    ):
+        raise OverLimit()
     assert value("jobtrack_runs_total", job_name="sync", state="limited") == 1
     assert value("jobtrack_runs_total", job_name="sync", state="failure") is None
 
 
 def test_limited_exception_can_be_suppressed() -> None:
-    job = Job("sync.suppressed", kind="resource", limited_exceptions=(OverLimit,),
-              suppress_limited=True)
+    job = Job(
+        "sync.suppressed", kind="resource", limited_exceptions=(OverLimit,), suppress_limited=True
+    )
     with job.run(tenant="a") as run:
         raise OverLimit()
     assert run.state == "limited"
-    with pytest.raises(KeyError):
-        with job.run(tenant="a"):
-            raise KeyError("other errors still propagate")
+    with pytest.raises(KeyError), job.run(tenant="a"):
+        raise KeyError("other errors still propagate")
     assert value("jobtrack_runs_total", job_name="sync.suppressed", state="limited") == 1
     assert value("jobtrack_runs_total", job_name="sync.suppressed", state="failure") == 1
 
 
 def test_system_exit_zero_is_success_and_still_raised() -> None:
-    with pytest.raises(SystemExit):
-        with track_run("script", kind="cron"):
-            sys.exit(0)
+    with pytest.raises(SystemExit), track_run("script", kind="cron"):
+        sys.exit(0)
     assert value("jobtrack_runs_total", job_name="script", state="success") == 1
 
 
@@ -193,7 +196,8 @@ def test_eight_threads_ten_thousand_runs_exact() -> None:
         t.join()
     total = sum(
         value("jobtrack_runs_total", job_name="threads.job", tenant=t, state=s) or 0
-        for t in ("t0", "t1") for s in ("success", "limited")
+        for t in ("t0", "t1")
+        for s in ("success", "limited")
     )
     assert total == 80_000
     assert value("jobtrack_runs_total", job_name="threads.job", tenant="t0", state="limited") == 400

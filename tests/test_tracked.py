@@ -65,8 +65,14 @@ def test_methods_classmethods_staticmethods() -> None:
     assert jobs.cls_method(tenant="d") == "Jobs:d"
     assert Jobs.static("e") == "e"
     assert jobs.static("f") == "f"
-    for job, tenant in [("m.method", "a"), ("m.method", "b"), ("m.classmethod", "c"),
-                        ("m.classmethod", "d"), ("m.staticmethod", "e"), ("m.staticmethod", "f")]:
+    for job, tenant in [
+        ("m.method", "a"),
+        ("m.method", "b"),
+        ("m.classmethod", "c"),
+        ("m.classmethod", "d"),
+        ("m.staticmethod", "e"),
+        ("m.staticmethod", "f"),
+    ]:
         assert value("jobtrack_runs_total", job_name=job, tenant=tenant) == 1, (job, tenant)
 
 
@@ -135,8 +141,13 @@ class ApplicationScheduleJob:
 
     def perform(self, tenant_slug: str | None) -> None:
         name = type(self).__module__ + "." + type(self).__qualname__
-        with track_run(name, kind="schedule", tenant=tenant_slug,
-                       limited_exceptions=self.limited_exceptions, suppress_limited=True):
+        with track_run(
+            name,
+            kind="schedule",
+            tenant=tenant_slug,
+            limited_exceptions=self.limited_exceptions,
+            suppress_limited=True,
+        ):
             self.schedule(tenant_slug)
 
     def schedule(self, tenant_slug: str | None) -> None:
