@@ -18,6 +18,7 @@ from otel_jobtrack.prometheus import (
     start_metrics_server,
 )
 from otel_jobtrack.run import Job, Run, current_run, track_run
+from otel_jobtrack.settings import apply_environment, set_cardinality_limits, set_tenant_privacy
 
 __version__ = "0.1.0"
 
@@ -33,12 +34,15 @@ __all__ = [
     "current_run",
     "make_metrics_asgi_app",
     "make_metrics_wsgi_app",
+    "set_cardinality_limits",
+    "set_tenant_privacy",
     "start_metrics_server",
     "track_run",
     "tracked",
 ]
 
 register_default_collector()
+apply_environment()
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     from otel_jobtrack import multiprocess as _multiprocess
 

@@ -38,6 +38,7 @@ GRACE: Final = "jobtrack_job_grace_seconds"
 MAX_RUNTIME: Final = "jobtrack_job_max_runtime_seconds"
 INSTRUMENTATION_ERRORS: Final = "jobtrack_instrumentation_errors_total"
 EXPORT_ERRORS: Final = "jobtrack_export_errors_total"
+OVERFLOW_RUNS: Final = "jobtrack_overflow_runs_total"
 
 DURATION_BUCKETS: Final = (
     0.005,
@@ -74,4 +75,5 @@ HELP: Final = {
     MAX_RUNTIME: "Longest a single run may take before it counts as stuck.",
     INSTRUMENTATION_ERRORS: "Problems inside otel-jobtrack itself; the jobs were not affected.",
     EXPORT_ERRORS: "Failed attempts to deliver metrics to a backend.",
+    OVERFLOW_RUNS: "Runs counted under __overflow__ because a cardinality limit was reached.",
 }

@@ -7,9 +7,13 @@ instead: a strange tenant must never break the job it labels.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import unicodedata
+from collections.abc import Callable
 
+from otel_jobtrack import errors
 from otel_jobtrack.contract import KINDS, SYSTEM_TENANT, UNKNOWN_TENANT
 
 MAX_JOB_NAME_LENGTH = 200
@@ -65,11 +69,44 @@ def validate_resources(n: object) -> int | float:
     return n
 
 
+TenantMapper = Callable[[str], str]
+_mapper: TenantMapper | None = None
+
+
+def set_tenant_mapper(mapper: TenantMapper | None) -> None:
+    """Pass every tenant (except ``system``) through ``mapper`` before it becomes a label."""
+    global _mapper
+    if mapper is not None and not callable(mapper):
+        raise ValueError(f"tenant mapper must be callable, got {mapper!r}")
+    _mapper = mapper
+    _tenant_cache.clear()
+
+
+def keyed_hash_mapper(key: bytes | str, length: int = 16) -> TenantMapper:
+    """A mapper replacing each tenant by a stable keyed hash (HMAC-SHA256, hex, truncated).
+
+    The same tenant always gets the same label, so dashboards and alerts still work per
+    tenant, but the metrics backend never sees the identifier; whoever holds the key can
+    recompute the label of a known tenant to look it up.
+    """
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    if not isinstance(raw, bytes) or len(raw) < 16:
+        raise ValueError("tenant hash key must be at least 16 bytes of secret material")
+    if not 8 <= length <= 64:
+        raise ValueError(f"hash length must be between 8 and 64 hex digits, got {length}")
+
+    def mapper(tenant: str) -> str:
+        return hmac.new(raw, tenant.encode("utf-8"), hashlib.sha256).hexdigest()[:length]
+
+    return mapper
+
+
 def normalize_tenant(tenant: object) -> str:
     """Turn any tenant value into a bounded, printable label value. Never raises.
 
     ``None`` becomes ``system``; other values become their text with control characters
-    replaced by ``_``, invalid unicode replaced, and the length capped.
+    replaced by ``_``, invalid unicode replaced, and the length capped; then the tenant
+    mapper (if any, e.g. a keyed hash for privacy) is applied.
     """
     if tenant is None:
         return SYSTEM_TENANT
@@ -82,6 +119,13 @@ def normalize_tenant(tenant: object) -> str:
         cleaned = _clean(text)
     except Exception:
         return UNKNOWN_TENANT
+    mapper = _mapper
+    if mapper is not None and cleaned != SYSTEM_TENANT:
+        try:
+            cleaned = _clean(str(mapper(cleaned)))
+        except Exception as exc:
+            errors.instrumentation_error("tenant mapper", exc)
+            return UNKNOWN_TENANT
     if type(tenant) is str and len(_tenant_cache) < _CACHE_LIMIT:
         _tenant_cache[tenant] = cleaned
     return cleaned

@@ -42,6 +42,7 @@ _Families = tuple[
     GaugeMetricFamily,
     CounterMetricFamily,
     CounterMetricFamily,
+    CounterMetricFamily,
 ]
 
 
@@ -80,6 +81,9 @@ class JobtrackCollector(Collector):
                 c.INSTRUMENTATION_ERRORS, c.HELP[c.INSTRUMENTATION_ERRORS], labels=("where",)
             ),
             CounterMetricFamily(c.EXPORT_ERRORS, c.HELP[c.EXPORT_ERRORS], labels=("exporter",)),
+            CounterMetricFamily(
+                c.OVERFLOW_RUNS, c.HELP[c.OVERFLOW_RUNS], labels=("kind", "job_name", "limit")
+            ),
         )
 
     def collect(self) -> Iterator[Metric]:
@@ -101,6 +105,7 @@ class JobtrackCollector(Collector):
             max_runtime,
             instr_errors,
             export_errors,
+            overflow_runs,
         ) = families = self._families()
         states = c.STATES
         store = self.store
@@ -122,6 +127,7 @@ class JobtrackCollector(Collector):
                 for s in store.series.values()
             ]
             cadences = list(store.cadences.items())
+            overflows = list(store.overflow_runs.items())
         for kind, job, tenant, nruns, sums, buckets, last_end, nres, nprog, first in rows:
             labels = [kind, job, tenant]
             for i, state in enumerate(states):
@@ -153,6 +159,8 @@ class JobtrackCollector(Collector):
             instr_errors.add_metric([where], count)
         for exporter, count in errors.export_error_counts().items():
             export_errors.add_metric([exporter], count)
+        for (kind, job, limit), count in overflows:
+            overflow_runs.add_metric([kind, job, limit], count)
         return families
 
 

@@ -102,7 +102,8 @@ class Job:
         series = self._series.get(tenant)
         if series is None:
             series = self._store.get_series(self.kind, self.job_name, tenant)
-            self._series[tenant] = series
+            if series.overflow is None:  # never cache past a limit: memory stays bounded
+                self._series[tenant] = series
         return series
 
     def _reset(self) -> None:

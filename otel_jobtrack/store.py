@@ -17,6 +17,12 @@ from typing import Protocol
 from otel_jobtrack import errors
 from otel_jobtrack.contract import DURATION_BUCKETS, STATES
 
+OVERFLOW = "__overflow__"
+"""Label value shared by the tenants (or job names) beyond a cardinality limit."""
+
+DEFAULT_MAX_TENANTS_PER_JOB = 1000
+DEFAULT_MAX_JOB_NAMES = 1000
+
 STATE_INDEX = {state: i for i, state in enumerate(STATES)}
 _BOUNDS = DURATION_BUCKETS
 _NSTATES = len(STATES)
@@ -33,6 +39,7 @@ class Series:
         "job_name",
         "kind",
         "last_end",
+        "overflow",
         "resources",
         "runs",
         "starts",
@@ -53,6 +60,8 @@ class Series:
         self.starts: dict[int, float] = {}
         # Per-exporter precomputed objects (attribute dicts, mmap values), keyed by exporter.
         self.exporter_cache: dict[str, object] = {}
+        # Set on the catch-all series of a cardinality limit: "tenant" or "job_name".
+        self.overflow: str | None = None
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -100,22 +109,68 @@ class RunSink(Protocol):
 class Store:
     """All series of this process, plus declared job cadences."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        max_tenants_per_job: int = DEFAULT_MAX_TENANTS_PER_JOB,
+        max_job_names: int = DEFAULT_MAX_JOB_NAMES,
+    ) -> None:
         self.lock = threading.Lock()
+        self.max_tenants_per_job = max_tenants_per_job
+        self.max_job_names = max_job_names
         self.series: dict[tuple[str, str, str], Series] = {}
+        self.tenant_counts: dict[tuple[str, str], int] = {}
+        self.overflow_runs: dict[tuple[str, str, str], int] = {}
+        self._warned_overflow: set[tuple[str, str, str]] = set()
         self.cadences: dict[tuple[str, str], Cadence] = {}
         self.sinks: tuple[RunSink, ...] = ()
         self.locked_sinks: tuple[RunSink, ...] = ()
         self._on_reset: list[Callable[[], None]] = []
 
     def get_series(self, kind: str, job_name: str, tenant: str) -> Series:
+        """The series of this label set, or the overflow series once a limit is reached.
+
+        At most ``max_job_names`` job names and ``max_tenants_per_job`` tenants per job get
+        series of their own; later ones share one series whose tenant (or job name) is
+        ``__overflow__``, so totals stay exact while the number of series stays bounded.
+        """
         key = (kind, job_name, tenant)
         series = self.series.get(key)
         if series is None:
             with self.lock:
                 series = self.series.get(key)
                 if series is None:
-                    series = self.series[key] = Series(kind, job_name, tenant)
+                    series = self._new_series(kind, job_name, tenant)
+        return series
+
+    def _new_series(self, kind: str, job_name: str, tenant: str) -> Series:
+        overflow = None
+        job = (kind, job_name)
+        tenants = self.tenant_counts.get(job)
+        if tenants is None and len(self.tenant_counts) >= self.max_job_names:
+            overflow, job_name, tenant = "job_name", OVERFLOW, OVERFLOW
+        elif tenants is not None and tenants >= self.max_tenants_per_job:
+            overflow, tenant = "tenant", OVERFLOW
+        key = (kind, job_name, tenant)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = Series(kind, job_name, tenant)
+            series.overflow = overflow
+            if overflow is None:
+                self.tenant_counts[job] = (tenants or 0) + 1
+        if overflow is not None:
+            warn = (kind, job[1] if overflow == "tenant" else OVERFLOW, overflow)
+            if warn not in self._warned_overflow:
+                self._warned_overflow.add(warn)
+                errors.logger.warning(
+                    "otel-jobtrack: more than %d %s for %s job %r: further ones are counted "
+                    "under %s=%r (see jobtrack_overflow_runs_total)",
+                    self.max_tenants_per_job if overflow == "tenant" else self.max_job_names,
+                    "tenants" if overflow == "tenant" else "job names",
+                    kind,
+                    job[1],
+                    overflow,
+                    OVERFLOW,
+                )
         return series
 
     def declare(self, kind: str, job_name: str, cadence: Cadence) -> None:
@@ -141,6 +196,9 @@ class Store:
 
     def start(self, series: Series, token: int, start_wall: float) -> None:
         with self.lock:
+            if series.overflow is not None:
+                key = (series.kind, series.job_name, series.overflow)
+                self.overflow_runs[key] = self.overflow_runs.get(key, 0) + 1
             series.in_progress += 1
             series.starts[token] = start_wall
             if self.locked_sinks:
@@ -188,6 +246,9 @@ class Store:
         """Forget every total (tests, and a forked child that must not re-report its parent)."""
         with self.lock:
             self.series.clear()
+            self.tenant_counts.clear()
+            self.overflow_runs.clear()
+            self._warned_overflow.clear()
         for callback in self._on_reset:
             callback()
 
