@@ -226,3 +226,29 @@ def test_demo_duration_bounds_the_run() -> None:
     assert result.returncode == 0, result.stderr
     assert "stopped after" in result.stdout
     assert time.monotonic() - started < 30
+
+
+async def test_asgi_app_serves_the_exposition() -> None:
+    from otel_jobtrack import make_metrics_asgi_app
+
+    _workload()
+    app = make_metrics_asgi_app()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/metrics",
+        "query_string": b"",
+        "headers": [],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert b"jobtrack_resources_total" in body
