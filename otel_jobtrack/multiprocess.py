@@ -21,6 +21,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ _RUN_LABELS = list(c.RUN_LABELS)
 _SERIES_LABELS = list(c.SERIES_LABELS)
 _JOB_LABELS = list(c.JOB_LABELS)
 _INF = math.inf
+_LOCK_TYPE = type(threading.Lock())
 
 
 def _value_class() -> Any:
@@ -291,7 +293,22 @@ def enable(store: Store = STORE) -> MultiprocessSink:
 
 def _after_fork_in_child() -> None:
     if _sink is not None:
+        _fresh_value_lock()
         _sink.after_fork()
+
+
+def _fresh_value_lock() -> None:
+    """Give a forked child a new prometheus_client multiprocess value lock.
+
+    All of prometheus_client's mmap values share one non-reentrant lock. A thread that held it
+    at fork (a run starting or finishing in another thread) does not exist in the child, so
+    the child's first run would wait for it forever.
+    """
+    cls = values.ValueClass
+    if getattr(cls, "_multiprocess", False):
+        for cell in getattr(cls.inc, "__closure__", None) or ():
+            if isinstance(cell.cell_contents, _LOCK_TYPE):
+                cell.cell_contents = threading.Lock()
 
 
 def multiprocess_registry(path: str | None = None) -> CollectorRegistry:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
-from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -25,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from otel_jobtrack import contract as c
 from otel_jobtrack import errors
+from otel_jobtrack.server import start_server
 from otel_jobtrack.store import STORE, Store
 
 _LE = [str(float(b)) for b in c.DURATION_BUCKETS] + ["+Inf"]
@@ -193,17 +193,20 @@ def start_metrics_server(
     registry: CollectorRegistry | None = None,
     **server_options: Any,
 ) -> tuple[Any, Any]:
-    """Serve ``/metrics`` in a background thread; returns prometheus_client's (server, thread).
+    """Serve ``/metrics`` in a background thread; returns ``(server, thread)``.
 
     Defaults follow the OpenTelemetry Prometheus exporter: ``OTEL_EXPORTER_PROMETHEUS_HOST``
     (default ``localhost``) and ``OTEL_EXPORTER_PROMETHEUS_PORT`` (default 9464). Extra
-    keyword arguments (TLS files, client auth) go to ``prometheus_client.start_http_server``.
+    keyword arguments (``certfile``, ``keyfile``, ``client_cafile``, ``username``,
+    ``password``...) go to :func:`otel_jobtrack.server.start_server`, which takes the same TLS
+    options as ``prometheus_client.start_http_server`` plus basic auth, and serves ``/metrics``
+    only.
     """
     if addr is None:
         addr = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "localhost"
     if port is None:
         port = _env_port()
-    return _start_http_server(
+    return start_server(
         port, addr=addr, registry=registry or exposition_registry(), **server_options
     )
 
