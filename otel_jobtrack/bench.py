@@ -506,7 +506,14 @@ def scale_job_factory(side: str) -> Callable[[str, str, str], Job]:
     REGISTRY.unregister(prometheus.COLLECTOR)
     disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = prometheus_metrics(None)
-    return lambda kind, job_name, tenant: naive_prometheus(metrics, kind, job_name, tenant)
+
+    def make(kind: str, job_name: str, tenant: str) -> Job:
+        # A careful hand-writer initialises every state's counter at 0, as ours does.
+        for state in c.STATES:
+            metrics[0].labels(kind, job_name, tenant, state)
+        return naive_prometheus(metrics, kind, job_name, tenant)
+
+    return make
 
 
 def worker_scale(params: dict[str, Any]) -> None:

@@ -116,16 +116,13 @@ class _OwnFiles:
 
 
 class _StateKeys:
-    """Positions of one (series, state) in the own files."""
+    """Positions of one (series, state)'s histogram and last-run gauge in the own files."""
 
-    __slots__ = ("buckets", "last", "runs", "sum")
+    __slots__ = ("buckets", "last", "sum")
 
     def __init__(self, files: _OwnFiles, labels: list[str]) -> None:
         hist = _base(c.RUN_DURATION)
         help_ = c.HELP[c.RUN_DURATION]
-        self.runs = files.counter.position(
-            mmap_key(_base(c.RUNS_TOTAL), c.RUNS_TOTAL, _RUN_LABELS, labels, c.HELP[c.RUNS_TOTAL])
-        )
         self.sum = files.histogram.position(
             mmap_key(hist, hist + "_sum", _RUN_LABELS, labels, help_)
         )
@@ -149,7 +146,15 @@ class _StateKeys:
 class _SeriesFiles:
     """Positions and live values of one series, created on first use."""
 
-    __slots__ = ("in_progress", "labels", "oldest", "oldest_written", "resources", "states")
+    __slots__ = (
+        "in_progress",
+        "labels",
+        "oldest",
+        "oldest_written",
+        "resources",
+        "runs",
+        "states",
+    )
 
     def __init__(self, value_class: Any, own: _OwnFiles, series: Series) -> None:
         self.labels = [series.kind, series.job_name, series.tenant]
@@ -183,6 +188,21 @@ class _SeriesFiles:
             ),
             series.resources,
         )
+        # Every state's run counter exists from the first run on (at 0), so the first
+        # failure is an increase rate() can see; histograms appear with their first run.
+        self.runs = [
+            own.counter.position(
+                mmap_key(
+                    _base(c.RUNS_TOTAL),
+                    c.RUNS_TOTAL,
+                    _RUN_LABELS,
+                    [*self.labels, state],
+                    c.HELP[c.RUNS_TOTAL],
+                ),
+                count,
+            )
+            for state, count in zip(c.STATES, series.runs, strict=True)
+        ]
         self.states: list[_StateKeys | None] = [None] * len(c.STATES)
 
 
@@ -241,7 +261,7 @@ class MultiprocessSink:
             index = bisect_left(c.DURATION_BUCKETS, duration)
             own.histogram.write(keys.buckets[index], series.buckets[state][index])
         own.histogram.write(keys.sum, series.duration_sums[state])
-        own.counter.write(keys.runs, series.runs[state])
+        own.counter.write(files.runs[state], series.runs[state])
         own.counter.write(files.resources, series.resources)
         own.gauge_max.write(keys.last, end_wall)
 

@@ -145,9 +145,10 @@ class OtlpInstruments:
         out = []
         for series, runs in rows:
             attrs = _series_attrs(series)
+            # Every state from the first run on, zeros included, so the first failure is an
+            # increase that rate() and increase() can see (as on the /metrics path).
             for i, count in enumerate(runs):
-                if count:
-                    out.append(Observation(count, attrs[i]))
+                out.append(Observation(count, attrs[i]))
         return out
 
     def _observe_last_run(self, options: CallbackOptions) -> list[Observation]:

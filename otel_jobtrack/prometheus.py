@@ -131,10 +131,12 @@ class JobtrackCollector(Collector):
         for kind, job, tenant, nruns, sums, buckets, last_end, nres, nprog, first in rows:
             labels = [kind, job, tenant]
             for i, state in enumerate(states):
+                run_labels = [kind, job, tenant, state]
+                # Every state from the first run on, zeros included: a counter that appears
+                # at its first failure hides that failure from rate() and increase().
+                runs.add_metric(run_labels, nruns[i])
                 if not nruns[i]:
                     continue
-                run_labels = [kind, job, tenant, state]
-                runs.add_metric(run_labels, nruns[i])
                 acc = 0
                 cumulative = []
                 for le, count in zip(_LE, buckets[i], strict=False):

@@ -35,6 +35,8 @@ from otel_jobtrack.store import STORE, Store
 
 logger = logging.getLogger("otel_jobtrack")
 
+_RUNS_FAMILY = c.RUNS_TOTAL.removesuffix("_total")
+
 STATE_GROUP_LABEL = "state"
 """Grouping-key label that separates the groups of each final state."""
 
@@ -64,6 +66,10 @@ def groups(store: Store = STORE) -> dict[str | None, list[Metric]]:
     for family in JobtrackCollector(store).collect():
         by_state: dict[str | None, list[Any]] = {}
         for sample in family.samples:
+            if family.name == _RUNS_FAMILY and not sample.value:
+                # A state that did not happen in this process must not replace the group a
+                # previous push left for it (that group holds its last-run timestamp).
+                continue
             by_state.setdefault(sample.labels.get("state"), []).append(sample)
         for state, samples in by_state.items():
             out.setdefault(state, []).append(_copy(family, samples))

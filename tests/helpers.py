@@ -21,11 +21,9 @@ def samples(text: str | None = None) -> dict[tuple[str, frozenset[tuple[str, str
 
 
 def value(name: str, text: str | None = None, **labels: str) -> float | None:
-    """The value of the one sample named ``name`` whose labels include ``labels``."""
+    """Like PromQL ``sum(name{labels})``: the sum of the samples whose labels include
+    ``labels``, or ``None`` when there is none."""
     found = [
         v for (n, ls), v in samples(text).items() if n == name and set(labels.items()) <= set(ls)
     ]
-    if not found:
-        return None
-    assert len(found) == 1, f"{name}{labels} matches {len(found)} samples"
-    return found[0]
+    return sum(found) if found else None

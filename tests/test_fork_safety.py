@@ -222,7 +222,9 @@ for _ in range(5):
 parent_flushed = exporters.flush(10)
 
 def instances():
-    query = urllib.parse.urlencode({"query": 'jobtrack_runs_total{job_name="fork.job"}'})
+    query = urllib.parse.urlencode(
+        {"query": 'jobtrack_runs_total{job_name="fork.job",state="success"}'}
+    )
     urllib.request.urlopen(query_url.rsplit("/api/", 1)[0] + "/internal/force_flush").read()
     with urllib.request.urlopen(f"{query_url}?{query}", timeout=5) as resp:
         return len(json.load(resp)["data"]["result"])
@@ -251,7 +253,9 @@ def test_otlp_counts_a_forked_child_once(victoria_metrics: VictoriaMetricsServer
     result = run_script(OTLP_FORK, vm.otlp_url, f"{vm.url}/api/v1/query")
     assert result == {"parent_flushed": True, "child": 0}
     by_instance = vm.wait_for(
-        'jobtrack_runs_total{job_name="fork.job"}', lambda r: len(r) == 2, timeout=15
+        'jobtrack_runs_total{job_name="fork.job",state="success"}',
+        lambda r: len(r) == 2,
+        timeout=15,
     )
     counts = sorted(float(r["value"][1]) for r in by_instance)
     # Parent 5 and child 1 under two instance ids; not 5 and 6 (the child's SDK copy).

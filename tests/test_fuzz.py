@@ -223,12 +223,15 @@ def observed(text: str) -> tuple[Counter[tuple[str, ...]], dict[tuple[str, ...],
     resources: dict[tuple[str, ...], float] = {}
     counts: dict[tuple[str, ...], float] = {}
     inf_buckets: dict[tuple[str, ...], float] = {}
+    states_seen: dict[tuple[str, ...], set[str]] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
             series = (s.labels.get("kind", ""), s.labels.get("job_name", ""))
             series += (s.labels.get("tenant", ""),)
             if s.name == "jobtrack_runs_total":
-                runs[(*series, s.labels["state"])] += int(s.value)
+                states_seen.setdefault(series, set()).add(s.labels["state"])
+                if s.value:  # every state is exported from the first run on, at 0 too
+                    runs[(*series, s.labels["state"])] += int(s.value)
             elif s.name == "jobtrack_resources_total":
                 resources[series] = s.value
             elif s.name == "jobtrack_run_duration_seconds_count":
@@ -240,6 +243,7 @@ def observed(text: str) -> tuple[Counter[tuple[str, ...]], dict[tuple[str, ...],
             elif s.name == "jobtrack_oldest_run_start_timestamp_seconds":
                 raise AssertionError(f"a run is still in progress: {s}")
     assert counts == inf_buckets == {k: float(v) for k, v in runs.items()}
+    assert all(states == {"success", "failure", "limited"} for states in states_seen.values())
     return runs, resources
 
 

@@ -376,7 +376,7 @@ def test_application_provider_set_before_the_first_run_is_used() -> None:
         OTEL_METRICS_EXPORTER="otlp",  # the application's business, not otel-jobtrack's
     )
     assert result["same"] is True and result["owns"] is False
-    assert result["names"][contract.RUNS_TOTAL] == [3]
+    assert sorted(result["names"][contract.RUNS_TOTAL]) == [0, 0, 3]  # every state, zeros too
     assert result["names"][contract.RUN_DURATION] == [3]
 
 
@@ -419,7 +419,7 @@ def test_sdk_prometheus_reader_gets_no_second_copy() -> None:
     assert contract.RUN_DURATION in types
     assert len(types) == len(set(types)), types
     runs = re.findall(r"^jobtrack_runs_total\{.*\} (\S+)$", result["body"], re.MULTILINE)
-    assert runs == ["1.0"]
+    assert sorted(runs) == ["0.0", "0.0", "1.0"]  # one run; every state exported
     assert "app_requests_total" in result["body"]  # the application's own metrics still there
     assert "ignoring configure(" not in result["stderr"]
 
@@ -450,7 +450,8 @@ def test_prometheus_in_otel_metrics_exporter_serves_our_own_metrics() -> None:
     assert result["provider"] is False and result["sdk"] is False
     types = re.findall(r"^# TYPE (jobtrack_\w+) ", result["body"], re.MULTILINE)
     assert len(types) == len(set(types)) and contract.RUN_DURATION in types
-    assert re.findall(r"^jobtrack_runs_total\{.*\} (\S+)$", result["body"], re.MULTILINE) == ["1.0"]
+    runs = re.findall(r"^jobtrack_runs_total\{.*\} (\S+)$", result["body"], re.MULTILINE)
+    assert sorted(runs) == ["0.0", "0.0", "1.0"]  # one run; every state exported
 
 
 def test_explicit_otlp_settings_yield_to_an_application_provider() -> None:

@@ -56,7 +56,7 @@ def test_real_prometheus_scrapes_the_contract(
     _workload()
     prom = prometheus_factory(scrape_targets={"jobs": [endpoint]})
     prom.wait_for_targets_up()
-    runs = prom.wait_for('jobtrack_runs_total{job="jobs"}', lambda r: len(r) == 5)
+    runs = prom.wait_for('jobtrack_runs_total{job="jobs"} > 0', lambda r: len(r) == 5)
     assert _by_labels(runs, "job_name", "tenant", "state") == {
         ("billing.schedule_invoices", "acme", "success"): 3,
         ("billing.schedule_invoices", "globex", "success"): 3,
@@ -64,6 +64,9 @@ def test_real_prometheus_scrapes_the_contract(
         ("billing.schedule_invoices", "umbrella", "failure"): 2,
         ("billing.cron", "system", "limited"): 1,
     }
+    # The other states exist at 0 from the first run on: a first failure is an increase.
+    zeros = prom.query('jobtrack_runs_total{job="jobs"} == 0')
+    assert len(zeros) == 5 * 2
     resources = _by_labels(prom.query("jobtrack_resources_total"), "job_name", "tenant")
     assert resources[("billing.schedule_invoices", "acme")] == 9
     assert resources[("billing.schedule_invoices", "globex")] == 0  # ran, touched nothing
