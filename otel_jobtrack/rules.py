@@ -461,7 +461,13 @@ def recording_groups(cfg: RulesConfig) -> list[dict[str, Any]]:
         rec(n.expected_interval, f"max by ({_KJ}) ({_sel(cfg, c.EXPECTED_INTERVAL)})"),
         rec(n.grace, f"max by ({_KJ}) ({_sel(cfg, c.GRACE)})"),
         rec(n.max_runtime, f"max by ({_KJ}) ({_sel(cfg, c.MAX_RUNTIME)})"),
-        rec(n.oldest_run_start, f"min by ({_KJT}) ({_sel(cfg, c.OLDEST_RUN_START)})"),
+        rec(
+            n.oldest_run_start,
+            # Only while the same exporter reports a run in progress: over OTLP the gauge of a
+            # finished run lingers until the backend's lookback ends, and must not look stuck.
+            f"min by ({_KJT}) (\n  {_sel(cfg, c.OLDEST_RUN_START)}\n"
+            f"  and {_sel(cfg, c.RUNS_IN_PROGRESS)} > 0\n)",
+        ),
         rec(
             n.jobs_per_target,
             # Jobs a target exports (run or declared): marks the targets that are ours.
