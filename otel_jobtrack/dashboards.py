@@ -17,13 +17,13 @@ import argparse
 import dataclasses
 import json
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from otel_jobtrack import contract as c
+from otel_jobtrack import generate
 
 CRON_UID: Final = "jobtrack-cron"
 SCHEDULE_UID: Final = "jobtrack-schedule"
@@ -296,6 +296,17 @@ def _green_red(red: float, orange: float | None = None) -> tuple[tuple[float | N
     return tuple(steps)
 
 
+_Steps = tuple[tuple[float | None, str], ...]
+
+
+def _share_columns(q: _Q, by: str, fail: _Steps, limited: _Steps) -> tuple[Target, Target]:
+    """Table columns: the failed and the limited share of runs per ``by``."""
+    return (
+        Target(q.state_ratio(c.FAILURE, by), column="failed", unit=RATIO, thresholds=fail),
+        Target(q.state_ratio(c.LIMITED, by), column="limited", unit=RATIO, thresholds=limited),
+    )
+
+
 def _cron_board(cfg: DashboardsConfig) -> BoardSpec:
     q = _Q(cfg)
     kj = "kind, job_name"
@@ -502,15 +513,7 @@ def _cron_board(cfg: DashboardsConfig) -> BoardSpec:
                     Target(_per_min(q.runs(kj)), column="runs/min", unit=RUNS_PER_MIN),
                     Target(q.runs_per_interval(kj), column="runs per interval", unit=COUNT),
                     Target(q.per_run(q.resources(kj), kj), column="tenants/run", unit=PER_RUN),
-                    Target(
-                        q.state_ratio(c.FAILURE, kj), column="failed", unit=RATIO, thresholds=fail
-                    ),
-                    Target(
-                        q.state_ratio(c.LIMITED, kj),
-                        column="limited",
-                        unit=RATIO,
-                        thresholds=limited,
-                    ),
+                    *_share_columns(q, kj, fail, limited),
                     Target(q.quantile(0.95, kj), column="p95 duration", unit=SECONDS),
                     Target(q.since_success(kj), column="since success", unit=SECONDS),
                 ),
@@ -914,15 +917,7 @@ def _schedule_board(cfg: DashboardsConfig) -> BoardSpec:
                 COUNT,
                 (
                     Target(_per_min(q.runs(kj)), column="runs/min", unit=RUNS_PER_MIN),
-                    Target(
-                        q.state_ratio(c.FAILURE, kj), column="failed", unit=RATIO, thresholds=fail
-                    ),
-                    Target(
-                        q.state_ratio(c.LIMITED, kj),
-                        column="limited",
-                        unit=RATIO,
-                        thresholds=limited,
-                    ),
+                    *_share_columns(q, kj, fail, limited),
                     Target(
                         _per_min(q.resources(kj)), column="resources/min", unit=RESOURCES_PER_MIN
                     ),
@@ -1287,23 +1282,12 @@ def render(cfg: DashboardsConfig = DEFAULT_CONFIG) -> dict[str, str]:
 
 def stale_files(out_dir: Path, cfg: DashboardsConfig = DEFAULT_CONFIG) -> list[str]:
     """Generated files missing from ``out_dir`` or different from what ``cfg`` generates."""
-    stale = []
-    for rel, content in render(cfg).items():
-        path = out_dir / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            stale.append(rel)
-    return stale
+    return generate.stale_files(render(cfg), out_dir)
 
 
 def write(out_dir: Path, cfg: DashboardsConfig = DEFAULT_CONFIG) -> list[Path]:
     """Write every generated file under ``out_dir``; other files there are left alone."""
-    written = []
-    for rel, content in render(cfg).items():
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    return generate.write_files(render(cfg), out_dir)
 
 
 def _readme(cfg: DashboardsConfig) -> str:
@@ -1505,24 +1489,7 @@ def config_from_mapping(
     data: Mapping[str, Any], base: DashboardsConfig = DEFAULT_CONFIG
 ) -> DashboardsConfig:
     """``base`` with the settings in ``data`` (plain data, e.g. from YAML or JSON) applied."""
-    fields = {f.name for f in dataclasses.fields(DashboardsConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ValueError(f"unknown setting {key!r}; known: {sorted(fields)}")
-        current = getattr(base, key)
-        if isinstance(current, tuple):
-            if isinstance(value, str) or not isinstance(value, Sequence):
-                raise ValueError(f"{key} must be a list")
-            value = tuple(float(v) if isinstance(current[0], float) else str(v) for v in value)
-        elif isinstance(current, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{key} must be a number")
-            value = float(value)
-        elif isinstance(current, str) and not isinstance(value, str):
-            raise ValueError(f"{key} must be a string")
-        changes[key] = value
-    return dataclasses.replace(base, **changes)
+    return generate.apply_settings(base, data)
 
 
 def _parse_value(raw: str) -> Any:
@@ -1539,11 +1506,16 @@ def _parse_value(raw: str) -> Any:
 
 def load_config(path: Path, base: DashboardsConfig = DEFAULT_CONFIG) -> DashboardsConfig:
     """Settings from a JSON file, or YAML when PyYAML is installed."""
-    text = path.read_text(encoding="utf-8")
-    data = _parse_value(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping of settings")
-    return config_from_mapping(data, base)
+    parse = _parse_value if path.suffix in (".yaml", ".yml") else json.loads
+    return config_from_mapping(generate.load_settings(path, parse), base)
+
+
+def _dashboards_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--datasource",
+        help="data source the datasource variable selects "
+        "first (name or uid; default: asked on import)",
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -1552,74 +1524,27 @@ def main(argv: list[str]) -> int:
         prog="otel-jobtrack dashboards",
         description="Generate the Grafana dashboards for otel-jobtrack metrics.",
     )
-    parser.add_argument(
-        "--output-dir",
-        "-o",
-        type=Path,
-        default=Path("dashboards"),
-        help="where to write the files (default: dashboards)",
+    generate.add_common_arguments(
+        parser,
+        "dashboards",
+        config_help="JSON (or YAML) file of settings (see --print-config)",
+        set_help="one setting, value in JSON/YAML syntax (repeatable)",
+        print_help="print every setting as JSON (a starting point for --config)",
+        extra=_dashboards_arguments,
     )
-    parser.add_argument(
-        "--config", "-c", type=Path, help="JSON (or YAML) file of settings (see --print-config)"
+    gen = generate.Generator(
+        prog="otel-jobtrack dashboards",
+        default=DEFAULT_CONFIG,
+        load_config=load_config,
+        parse_value=_parse_value,
+        config_from_mapping=config_from_mapping,
+        option_keys=("selector", "datasource"),
+        errors=(OSError, ValueError),
+        dump_settings=lambda cfg: json.dumps(all_settings(cfg), indent=2) + "\n",
+        stale_files=stale_files,
+        write=write,
     )
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="one setting, value in JSON/YAML syntax (repeatable)",
-    )
-    parser.add_argument(
-        "--selector", help='label matchers for every jobtrack_* selector, e.g. job="billing-worker"'
-    )
-    parser.add_argument(
-        "--datasource",
-        help="data source the datasource variable selects "
-        "first (name or uid; default: asked on import)",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="do not write; exit 1 if any generated file is missing or stale",
-    )
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print every setting as JSON (a starting point for --config)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config) if args.config else DEFAULT_CONFIG
-        overrides: dict[str, Any] = {}
-        for item in args.sets:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key.strip()] = _parse_value(raw)
-        for key in ("selector", "datasource"):
-            if getattr(args, key) is not None:
-                overrides[key] = getattr(args, key)
-        cfg = config_from_mapping(overrides, cfg)
-    except (OSError, ValueError) as exc:
-        print(f"otel-jobtrack dashboards: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        print(json.dumps(all_settings(cfg), indent=2))
-        return 0
-    if args.check:
-        stale = stale_files(args.output_dir, cfg)
-        for rel in stale:
-            print(f"stale: {args.output_dir / rel}", file=sys.stderr)
-        if stale:
-            print(
-                f"regenerate with: otel-jobtrack dashboards --output-dir {args.output_dir}",
-                file=sys.stderr,
-            )
-        return 1 if stale else 0
-    for path in write(args.output_dir, cfg):
-        print(path)
-    return 0
+    return generate.run_generator(gen, parser.parse_args(argv))
 
 
 __all__ = [

@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from otel_jobtrack import contract as c
+from otel_jobtrack import generate
 
 PREFIX: Final = "JobTrack"
 
@@ -922,23 +922,12 @@ def render(cfg: RulesConfig = DEFAULT_CONFIG) -> dict[str, str]:
 
 def stale_files(out_dir: Path, cfg: RulesConfig = DEFAULT_CONFIG) -> list[str]:
     """Generated files missing from ``out_dir`` or different from what ``cfg`` generates."""
-    stale = []
-    for rel, content in render(cfg).items():
-        path = out_dir / rel
-        if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            stale.append(rel)
-    return stale
+    return generate.stale_files(render(cfg), out_dir)
 
 
 def write(out_dir: Path, cfg: RulesConfig = DEFAULT_CONFIG) -> list[Path]:
     """Write every generated file under ``out_dir``; other files there are left alone."""
-    written = []
-    for rel, content in render(cfg).items():
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    return written
+    return generate.write_files(render(cfg), out_dir)
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -946,39 +935,20 @@ def write(out_dir: Path, cfg: RulesConfig = DEFAULT_CONFIG) -> list[Path]:
 
 def config_from_mapping(data: Mapping[str, Any], base: RulesConfig = DEFAULT_CONFIG) -> RulesConfig:
     """``base`` with the settings in ``data`` applied (maps are merged into the defaults)."""
-    fields = {f.name: f for f in dataclasses.fields(RulesConfig)}
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ValueError(f"unknown setting {key!r}; known: {sorted(fields)}")
-        current = getattr(base, key)
-        if isinstance(current, Mapping):
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{key} must be a mapping")
-            value = {**current, **{str(k): str(v) for k, v in value.items()}}
-        elif isinstance(current, tuple):
-            if isinstance(value, str) or not isinstance(value, Sequence):
-                raise ValueError(f"{key} must be a list")
-            value = tuple(str(v) for v in value)
-        elif isinstance(current, bool):
-            if not isinstance(value, bool):
-                raise ValueError(f"{key} must be true or false")
-        elif isinstance(current, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"{key} must be a number")
-            value = float(value)
-        elif isinstance(current, str) and not isinstance(value, str):
-            raise ValueError(f"{key} must be a string")
-        changes[key] = value
-    return dataclasses.replace(base, **changes)
+    return generate.apply_settings(base, data)
 
 
 def load_config(path: Path, base: RulesConfig = DEFAULT_CONFIG) -> RulesConfig:
     """Settings from a YAML (or JSON) file holding a mapping of setting -> value."""
-    data = _yaml().safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping of settings")
-    return config_from_mapping(data, base)
+    return config_from_mapping(generate.load_settings(path, _load_yaml), base)
+
+
+def _load_yaml(text: str) -> Any:
+    return _yaml().safe_load(text) or {}
+
+
+def _parse_value(raw: str) -> Any:
+    return _yaml().safe_load(raw) if raw.strip() else ""
 
 
 def all_settings(cfg: RulesConfig = DEFAULT_CONFIG) -> dict[str, Any]:
@@ -994,75 +964,37 @@ def all_settings(cfg: RulesConfig = DEFAULT_CONFIG) -> dict[str, Any]:
     return out
 
 
+def _rules_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grafana-url", help="Grafana base URL for dashboard links")
+    parser.add_argument("--runbook-url", help="URL of the runbook (alerts link to #<alert>)")
+
+
 def main(argv: list[str]) -> int:
     """``otel-jobtrack rules``: write (or ``--check``) the generated rule files."""
     parser = argparse.ArgumentParser(
         prog="otel-jobtrack rules",
         description="Generate Prometheus recording and alert rules for otel-jobtrack metrics.",
     )
-    parser.add_argument(
-        "--output-dir",
-        "-o",
-        type=Path,
-        default=Path("alerts"),
-        help="where to write the files (default: alerts)",
-    )
-    parser.add_argument(
-        "--config", "-c", type=Path, help="YAML file of settings (see --print-config)"
-    )
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="one setting, value in YAML syntax (repeatable)",
-    )
-    parser.add_argument(
-        "--selector", help='label matchers for every jobtrack_* selector, e.g. job="billing-worker"'
-    )
-    parser.add_argument("--grafana-url", help="Grafana base URL for dashboard links")
-    parser.add_argument("--runbook-url", help="URL of the runbook (alerts link to #<alert>)")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="do not write; exit 1 if any generated file is missing or stale",
-    )
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="print every setting as YAML (a starting point for --config)",
+    generate.add_common_arguments(
+        parser,
+        "alerts",
+        config_help="YAML file of settings (see --print-config)",
+        set_help="one setting, value in YAML syntax (repeatable)",
+        print_help="print every setting as YAML (a starting point for --config)",
+        extra=_rules_arguments,
     )
     args = parser.parse_args(argv)
     yaml = _yaml()
-    try:
-        cfg = load_config(args.config) if args.config else DEFAULT_CONFIG
-        overrides: dict[str, Any] = {}
-        for item in args.sets:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        for key in ("selector", "grafana_url", "runbook_url"):
-            if getattr(args, key) is not None:
-                overrides[key] = getattr(args, key)
-        cfg = config_from_mapping(overrides, cfg)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        print(f"otel-jobtrack rules: {exc}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        sys.stdout.write(_dump(all_settings(cfg)))
-        return 0
-    if args.check:
-        stale = stale_files(args.output_dir, cfg)
-        for rel in stale:
-            print(f"stale: {args.output_dir / rel}", file=sys.stderr)
-        if stale:
-            print(
-                f"regenerate with: otel-jobtrack rules --output-dir {args.output_dir}",
-                file=sys.stderr,
-            )
-        return 1 if stale else 0
-    for path in write(args.output_dir, cfg):
-        print(path)
-    return 0
+    gen = generate.Generator(
+        prog="otel-jobtrack rules",
+        default=DEFAULT_CONFIG,
+        load_config=load_config,
+        parse_value=_parse_value,
+        config_from_mapping=config_from_mapping,
+        option_keys=("selector", "grafana_url", "runbook_url"),
+        errors=(OSError, ValueError, yaml.YAMLError),
+        dump_settings=lambda cfg: _dump(all_settings(cfg)),
+        stale_files=stale_files,
+        write=write,
+    )
+    return generate.run_generator(gen, args)
