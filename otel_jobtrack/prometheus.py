@@ -8,22 +8,32 @@ aggregate every process's files instead (see :mod:`otel_jobtrack.multiprocess`).
 
 from __future__ import annotations
 
+import contextvars
+import gzip
 import math
 import os
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    make_asgi_app,
+    make_wsgi_app,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.registry import Collector
 
 from otel_jobtrack import contract as c
 from otel_jobtrack import errors
+from otel_jobtrack.exposition import render_text
 from otel_jobtrack.server import start_server
 from otel_jobtrack.store import STORE, Store
 
@@ -87,6 +97,8 @@ class JobtrackCollector(Collector):
         )
 
     def collect(self) -> Iterator[Metric]:
+        if _rendered_directly.get():
+            return  # this scrape writes our families itself (metrics_wsgi_app)
         try:
             yield from self._collect()
         except Exception as exc:
@@ -109,26 +121,12 @@ class JobtrackCollector(Collector):
         ) = families = self._families()
         states = c.STATES
         store = self.store
-        # Copy under the lock so each series is internally consistent (count == +Inf bucket).
+        rows = store.totals()
         with store.lock:
-            rows = [
-                (
-                    s.kind,
-                    s.job_name,
-                    s.tenant,
-                    s.runs[:],
-                    s.duration_sums[:],
-                    [b[:] for b in s.buckets],
-                    s.last_end[:],
-                    s.resources,
-                    s.in_progress,
-                    min(s.starts.values()) if s.starts else None,
-                )
-                for s in store.series.values()
-            ]
             cadences = list(store.cadences.items())
             overflows = list(store.overflow_runs.items())
-        for kind, job, tenant, nruns, sums, buckets, last_end, nres, nprog, first in rows:
+        for series, nruns, sums, buckets, last_end, nres, nprog, first in rows:
+            kind, job, tenant = series.kind, series.job_name, series.tenant
             labels = [kind, job, tenant]
             for i, state in enumerate(states):
                 run_labels = [kind, job, tenant, state]
@@ -228,7 +226,53 @@ def _env_port() -> int:
 
 def make_metrics_wsgi_app(registry: CollectorRegistry | None = None) -> Any:
     """A WSGI app serving the exposition, to mount at ``/metrics`` in an existing web app."""
-    return make_wsgi_app(registry or exposition_registry())
+    return metrics_wsgi_app(registry or exposition_registry())
+
+
+_rendered_directly: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "otel_jobtrack_rendered_directly", default=False
+)
+
+
+def render_registry(registry: Collector) -> bytes:
+    """``generate_latest(registry)``, with our families written by the fast renderer.
+
+    Byte-for-byte the same text; several times faster at high tenant counts. Registries
+    that do not hold our collector are rendered by prometheus_client alone.
+    """
+    if registry is not REGISTRY or not _registered:
+        return generate_latest(registry)
+    token = _rendered_directly.set(True)
+    try:
+        others = generate_latest(registry)
+    finally:
+        _rendered_directly.reset(token)
+    try:
+        ours = render_text(COLLECTOR.store)
+    except Exception as exc:
+        errors.instrumentation_error("prometheus render", exc)
+        ours = b""
+    return others + ours
+
+
+def metrics_wsgi_app(registry: Collector, disable_compression: bool = False) -> Any:
+    """prometheus_client's WSGI app, with the plain-text format rendered by
+    :func:`render_registry` (OpenMetrics and ``name[]`` requests go to prometheus_client)."""
+    fallback = make_wsgi_app(registry, disable_compression=disable_compression)
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
+        if encoder is not generate_latest or "name[]" in environ.get("QUERY_STRING", ""):
+            return fallback(environ, start_response)
+        body = render_registry(registry)
+        headers = [("Content-Type", content_type)]
+        if not disable_compression and gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers)
+        return [body]
+
+    return app
 
 
 def make_metrics_asgi_app(registry: CollectorRegistry | None = None) -> Any:

@@ -36,7 +36,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-from prometheus_client import REGISTRY, make_wsgi_app
+from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
 logger = logging.getLogger("otel_jobtrack")
@@ -110,7 +110,9 @@ def make_app(
     disable_compression: bool = False,
 ) -> WSGIApplication:
     """The WSGI app of the server: auth first, then ``/metrics`` (``/`` says where), else 404."""
-    metrics = make_wsgi_app(registry, disable_compression=disable_compression)
+    from otel_jobtrack.prometheus import metrics_wsgi_app  # prometheus.py imports this module
+
+    metrics = metrics_wsgi_app(registry, disable_compression=disable_compression)
 
     def app(environ: WSGIEnvironment, respond: StartResponse) -> Iterable[bytes]:
         def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:

@@ -71,6 +71,19 @@ class Series:
         return min(self.starts.values()) if self.starts else None
 
 
+SeriesTotals = tuple[
+    Series,
+    list[int],
+    list[float],
+    list[list[int]],
+    list[float | None],
+    int | float,
+    int,
+    float | None,
+]
+"""(series, runs, duration sums, buckets, last ends, resources, in progress, oldest start)."""
+
+
 @dataclass(frozen=True)
 class Cadence:
     """How often a job is expected to run, as declared where it is defined."""
@@ -239,6 +252,23 @@ class Store:
                     )
         for sink in self.sinks:
             _call_sink(sink.run_finished, series, state, duration, resources, end_wall, None)
+
+    def totals(self) -> list[SeriesTotals]:
+        """A consistent copy of every series' numbers (count == +Inf bucket), for exporters."""
+        with self.lock:
+            return [
+                (
+                    s,
+                    s.runs[:],
+                    s.duration_sums[:],
+                    [b[:] for b in s.buckets],
+                    s.last_end[:],
+                    s.resources,
+                    s.in_progress,
+                    min(s.starts.values()) if s.starts else None,
+                )
+                for s in self.series.values()
+            ]
 
     def snapshot(self) -> list[Series]:
         """Series to export. Callers read their fields; the numbers are plain Python values."""
