@@ -54,28 +54,35 @@ def render_text(store: Store = STORE) -> bytes:
     oldest: list[str] = [_header(c.OLDEST_RUN_START, "gauge")]
     bucket_name = c.RUN_DURATION + "_bucket"
     states = [(i, f'state="{state}"') for i, state in enumerate(c.STATES)]
+    # One string per series and family, not per line: a 50,000-series scrape is 1.4 million
+    # lines, and a string object each would multiply the memory a scrape needs.
     for series, nruns, sums, buckets, last_end, nres, nprog, first in store.totals():
         jk, tenant = _prefixes(series)
+        run_lines: list[str] = []
         for i, state in states:
             labels = f"{jk},{state},{tenant}"
             count = nruns[i]
-            runs.append(f"{c.RUNS_TOTAL}{{{labels}}} {g(count)}\n")
+            run_lines.append(f"{c.RUNS_TOTAL}{{{labels}}} {g(count)}\n")
             if not count:
                 continue
             acc = 0
+            lines: list[str] = []
             for le, n in zip(_LE, buckets[i], strict=True):
                 acc += n
-                duration.append(f'{bucket_name}{{{jk},le="{le}",{state},{tenant}}} {g(acc)}\n')
-            duration.append(f"{c.RUN_DURATION}_count{{{labels}}} {g(acc)}\n")
-            duration.append(f"{c.RUN_DURATION}_sum{{{labels}}} {g(sums[i])}\n")
+                lines.append(f'{bucket_name}{{{jk},le="{le}",{state},{tenant}}} {g(acc)}\n')
+            lines.append(f"{c.RUN_DURATION}_count{{{labels}}} {g(acc)}\n")
+            lines.append(f"{c.RUN_DURATION}_sum{{{labels}}} {g(sums[i])}\n")
+            duration.append("".join(lines))
             end = last_end[i]
             if end is not None:
                 last_run.append(f"{c.LAST_RUN_TIMESTAMP}{{{labels}}} {g(end)}\n")
+        runs.append("".join(run_lines))
         resources.append(f"{c.RESOURCES_TOTAL}{{{jk},{tenant}}} {g(nres)}\n")
         in_progress.append(f"{c.RUNS_IN_PROGRESS}{{{jk},{tenant}}} {g(nprog)}\n")
         if first is not None:
             oldest.append(f"{c.OLDEST_RUN_START}{{{jk},{tenant}}} {g(first)}\n")
     out = [*runs, *duration, *resources, *last_run, *in_progress, *oldest]
+    del runs, duration, resources, last_run, in_progress, oldest
     with store.lock:
         cadences = list(store.cadences.items())
         overflows = list(store.overflow_runs.items())
