@@ -27,7 +27,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -844,16 +844,18 @@ def backend_bins() -> dict[str, Path]:
     return ensure_backends()
 
 
-@pytest.fixture
-def prometheus_factory(
-    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., PrometheusServer]]:
-    """Factory ``(**PrometheusServer kwargs) -> started PrometheusServer``; stops all after."""
-    started: list[PrometheusServer] = []
+ServerT = TypeVar("ServerT", bound=_Server)
 
-    def make(*args: Any, **kwargs: Any) -> PrometheusServer:
-        kwargs.setdefault("workdir", tmp_path_factory.mktemp("prometheus"))
-        server = PrometheusServer(*args, **kwargs)
+
+def _started_servers(
+    cls: type[ServerT], workdir_prefix: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., ServerT]]:
+    """Yield a factory ``(**cls kwargs) -> started server``; stop every server it made after."""
+    started: list[ServerT] = []
+
+    def make(*args: Any, **kwargs: Any) -> ServerT:
+        kwargs.setdefault("workdir", tmp_path_factory.mktemp(workdir_prefix))
+        server = cls(*args, **kwargs)
         started.append(server)
         server.start()
         return server
@@ -861,6 +863,14 @@ def prometheus_factory(
     yield make
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def prometheus_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., PrometheusServer]]:
+    """Factory ``(**PrometheusServer kwargs) -> started PrometheusServer``; stops all after."""
+    yield from _started_servers(PrometheusServer, "prometheus", tmp_path_factory)
 
 
 @pytest.fixture
@@ -885,18 +895,7 @@ def victoria_metrics_factory(
     backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[..., VictoriaMetricsServer]]:
     """Factory ``(**VictoriaMetricsServer kwargs) -> started server``; stops all after."""
-    started: list[VictoriaMetricsServer] = []
-
-    def make(*args: Any, **kwargs: Any) -> VictoriaMetricsServer:
-        kwargs.setdefault("workdir", tmp_path_factory.mktemp("victoria-metrics"))
-        server = VictoriaMetricsServer(*args, **kwargs)
-        started.append(server)
-        server.start()
-        return server
-
-    yield make
-    for server in started:
-        server.stop()
+    yield from _started_servers(VictoriaMetricsServer, "victoria-metrics", tmp_path_factory)
 
 
 @pytest.fixture
