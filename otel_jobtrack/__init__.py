@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import os
 
-from otel_jobtrack.config import Exporters, configure
-from otel_jobtrack.config import install_first_run_hook as _install_first_run_hook
-from otel_jobtrack.contract import FAILURE, KINDS, LIMITED, STATES, SUCCESS, SYSTEM_TENANT
-from otel_jobtrack.decorator import tracked
-from otel_jobtrack.prometheus import (
+from otel_jobtrack._core.contract import FAILURE, KINDS, LIMITED, STATES, SUCCESS, SYSTEM_TENANT
+from otel_jobtrack._core.decorator import tracked
+from otel_jobtrack._core.run import Job, Run, current_run, track_run
+from otel_jobtrack._core.settings import (
+    apply_environment,
+    set_cardinality_limits,
+    set_tenant_privacy,
+)
+from otel_jobtrack.exporters.pipeline import Exporters, configure
+from otel_jobtrack.exporters.pipeline import install_first_run_hook as _install_first_run_hook
+from otel_jobtrack.exporters.prometheus.app import (
     make_metrics_asgi_app,
     make_metrics_wsgi_app,
     register_default_collector,
     start_metrics_server,
 )
-from otel_jobtrack.pushgateway import push_to_gateway
-from otel_jobtrack.run import Job, Run, current_run, track_run
-from otel_jobtrack.settings import apply_environment, set_cardinality_limits, set_tenant_privacy
+from otel_jobtrack.exporters.pushgateway import push_to_gateway
 
 __version__ = "0.1.0"
 
@@ -50,7 +54,7 @@ __all__ = [
 register_default_collector()
 apply_environment()
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    from otel_jobtrack import multiprocess as _multiprocess
+    from otel_jobtrack.exporters.prometheus import multiprocess as _multiprocess
 
     _multiprocess.enable()
 _install_first_run_hook()

@@ -6,10 +6,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_jobtrack import errors
-from otel_jobtrack.run import reset_for_tests
+from otel_jobtrack._core import errors
+from otel_jobtrack._core.run import reset_for_tests
 
 pytest_plugins = ["tests.backends"]
+
+_FOLDER_MARKERS = {"unit": "unit", "backend": "backend"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The folder says what a test is: ``tests/unit`` or ``tests/backend`` (real servers)."""
+    for item in items:
+        folder = item.path.parent.name
+        marker = _FOLDER_MARKERS.get(folder)
+        if marker is not None:
+            item.add_marker(marker)
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,1 @@
+"""Exporters: how the store's totals leave the process (Prometheus, OTLP, Pushgateway)."""

@@ -1,0 +1,1 @@
+"""Prometheus exposition: the collector, the fast text renderer, web apps, server, multiprocess."""

@@ -1,0 +1,1 @@
+"""The ``otel-jobtrack`` command: demo workload, generators, benchmarks. Not on a job's path."""
