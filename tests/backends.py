@@ -1,4 +1,5 @@
-"""Real metric backends for tests: Prometheus, promtool, Pushgateway, VictoriaMetrics.
+"""Real metric backends for tests: Prometheus, promtool, Pushgateway, VictoriaMetrics (with
+vmalert, vmagent and vmalert-tool from the same package).
 
 Binaries live in ``.cache/backends/bin`` (git-ignored) and are installed by
 ``scripts/install-backends`` on first use. Every server runs as a subprocess bound to
@@ -61,7 +62,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = REPO_ROOT / ".cache" / "backends"
 BIN_DIR = CACHE_DIR / "bin"
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-backends"
-BACKEND_NAMES = ("prometheus", "promtool", "pushgateway", "victoria-metrics")
+BACKEND_NAMES = (
+    "prometheus",
+    "promtool",
+    "pushgateway",
+    "victoria-metrics",
+    "vmalert",
+    "vmagent",
+    "vmalert-tool",
+)
 
 READY_TIMEOUT = float(os.environ.get("BACKENDS_READY_TIMEOUT", "30"))
 HTTP_TIMEOUT = 10.0
@@ -105,8 +114,8 @@ def ensure_backends() -> dict[str, Path]:
 
 
 def bin_path(name: str) -> Path:
-    """Path of a backend binary (``prometheus``, ``promtool``, ``pushgateway``,
-    ``victoria-metrics``), installing the backends first if needed."""
+    """Path of a backend binary (one of :data:`BACKEND_NAMES`), installing the backends first
+    if needed."""
     if name not in BACKEND_NAMES:
         raise ValueError(f"unknown backend binary {name!r}; expected one of {BACKEND_NAMES}")
     return ensure_backends()[name]

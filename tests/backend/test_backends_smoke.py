@@ -24,7 +24,15 @@ SMOKE_TEXT = "# HELP smoke_total Smoke counter.\n# TYPE smoke_total counter\nsmo
 
 
 def test_binaries_installed(backend_bins: dict[str, Path]) -> None:
-    assert set(backend_bins) == {"prometheus", "promtool", "pushgateway", "victoria-metrics"}
+    assert set(backend_bins) == {
+        "prometheus",
+        "promtool",
+        "pushgateway",
+        "victoria-metrics",
+        "vmalert",
+        "vmagent",
+        "vmalert-tool",
+    }
     for path in backend_bins.values():
         assert path.parent == BIN_DIR and path.exists()
     assert "2.53" in promtool("--version", check=True).stdout
