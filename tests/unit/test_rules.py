@@ -166,6 +166,48 @@ def test_every_raw_selector_carries_the_user_selector() -> None:
     assert not any("{job=" in r["expr"] for r in _rules(_shipped()))
 
 
+def test_one_function_per_alert_in_the_order_of_the_names() -> None:
+    """Each alert is one named function of ``generators.rules.alerts``, listed in ALERTS."""
+    snake = [
+        re.sub(r"(?<!^)(?=[A-Z])", "_", name.removeprefix(rules.PREFIX)).lower()
+        for name in rules.ALERT_NAMES
+    ]
+    assert [alert.__name__ for alert in rules.ALERTS] == snake
+    assert [spec.name for spec in rules.alert_specs(rules.DEFAULT_CONFIG)] == list(
+        rules.ALERT_NAMES
+    )
+
+
+def test_rules_and_dashboards_read_one_set_of_defaults() -> None:
+    """Dashboard uids, the shared thresholds, the lookback and the checks are written once."""
+    from otel_jobtrack.generators import dashboards, defaults
+
+    assert [board.uid for board in dashboards.boards()] == [
+        defaults.CRON_DASHBOARD_UID,
+        defaults.SCHEDULE_DASHBOARD_UID,
+    ]
+    assert (rules.CRON_DASHBOARD_UID, rules.SCHEDULE_DASHBOARD_UID) == (
+        dashboards.CRON_UID,
+        dashboards.SCHEDULE_UID,
+    )
+    for key in ("failure_ratio", "limited_ratio", "lookback", "selector"):
+        assert getattr(rules.DEFAULT_CONFIG, key) == getattr(dashboards.DEFAULT_CONFIG, key)
+    # A dashboard turns a share red where the alert on it fires.
+    board = dashboards.build(dashboards.boards()[1])
+    steps = [
+        step["value"]
+        for panel in dashboards.panels_of(board)
+        if panel["title"] == "What share of runs failed?"
+        for step in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    ]
+    assert steps[-1] == rules.DEFAULT_CONFIG.failure_ratio
+    for bad in ({"selector": '{job="x"}'}, {"lookback": "soon"}, {"lookback": "0s"}):
+        with pytest.raises(ValueError):
+            rules.config_from_mapping(bad)
+        with pytest.raises(ValueError):
+            dashboards.config_from_mapping(bad)
+
+
 # --------------------------------------------------------------------------- settings
 
 
