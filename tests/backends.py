@@ -8,12 +8,14 @@ Binaries live in ``.cache/backends/bin`` (git-ignored) and are installed by
 Use from ``tests/conftest.py`` with ``pytest_plugins = ["tests.backends"]`` (or
 ``from tests.backends import *``) to get the fixtures ``backend_bins``,
 ``prometheus_factory``, ``prometheus``, ``pushgateway``, ``victoria_metrics``,
-``victoria_metrics_factory`` and ``exposition_server``.
+``victoria_metrics_factory``, ``vmagent_factory``, ``vmalert_factory`` and
+``exposition_server``; :func:`promtool` and :func:`vmalert_tool` run the rule testers.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import http.server
 import json
 import os
@@ -43,6 +45,9 @@ __all__ = [
     "ExpositionServer",
     "PrometheusServer",
     "PushgatewayServer",
+    "VMALERT_TOOL_PORT",
+    "VMAgentServer",
+    "VMAlertServer",
     "VictoriaMetricsServer",
     "backend_bins",
     "bin_path",
@@ -56,6 +61,9 @@ __all__ = [
     "pushgateway",
     "victoria_metrics",
     "victoria_metrics_factory",
+    "vmagent_factory",
+    "vmalert_factory",
+    "vmalert_tool",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -142,6 +150,52 @@ def promtool(
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
         )
     return proc
+
+
+VMALERT_TOOL_PORT = 8880
+"""vmalert-tool serves its in-process VictoriaMetrics on this port, hard-coded (no flag)."""
+_VMALERT_TOOL_LOCK = Path(tempfile.gettempdir()) / "otel-jobtrack-vmalert-tool.lock"
+
+
+def vmalert_tool(
+    *files: str | os.PathLike[str],
+    timeout: float = 600.0,
+    port_wait: float = 120.0,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``vmalert-tool unittest --disableAlertgroupLabel`` on promtool-format test files.
+
+    vmalert-tool starts an in-process VictoriaMetrics on the fixed port
+    :data:`VMALERT_TOOL_PORT` (all interfaces, loopback traffic only) and keeps its data in
+    ``$TMPDIR/vmalert-unittest``. So runs are serialised by a lock file shared by every
+    checkout on the machine, get a private ``TMPDIR``, and wait (up to ``port_wait`` seconds)
+    for the port to be free. Returns the completed process (text, output captured).
+    """
+    cmd = [str(bin_path("vmalert-tool")), "unittest", "--disableAlertgroupLabel"]
+    for path in files:
+        cmd += ["--files", str(path)]
+    with _VMALERT_TOOL_LOCK.open("a") as lock, tempfile.TemporaryDirectory() as tmp:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _wait_port_free(VMALERT_TOOL_PORT, port_wait)
+        env = {**os.environ, "TMPDIR": tmp}
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp, check=False
+        )
+
+
+def _wait_port_free(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", port))
+                return
+            except OSError:
+                if time.monotonic() >= deadline:
+                    raise BackendError(
+                        f"port {port} stayed busy for {timeout:.0f}s; vmalert-tool needs it"
+                    ) from None
+        time.sleep(0.5)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -748,6 +802,11 @@ class VictoriaMetricsServer(_PromQueryAPI):
         return f"{self.url}/opentelemetry/v1/metrics"
 
     @property
+    def remote_write_url(self) -> str:
+        """Prometheus remote-write endpoint (for vmagent and vmalert)."""
+        return f"{self.url}/api/v1/write"
+
+    @property
     def import_url(self) -> str:
         """Endpoint accepting Prometheus exposition text."""
         return f"{self.url}/api/v1/import/prometheus"
@@ -782,6 +841,141 @@ class VictoriaMetricsServer(_PromQueryAPI):
         params = {"match[]": match, "start": start, "end": end}
         raw = self.get("/api/v1/export", _clean_params(params)).decode()
         return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- vmagent, vmalert
+
+
+def _scrape_config(jobs: Mapping[str, Sequence[str]], interval: str) -> dict[str, Any]:
+    """A Prometheus-format scrape config (vmagent reads the same format)."""
+    return {
+        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "scrape_configs": [
+            {"job_name": job, "static_configs": [_static_config(t) for t in targets]}
+            for job, targets in jobs.items()
+        ],
+    }
+
+
+class VMAgentServer(_Server):
+    """A real vmagent scraping ``scrape_targets`` (``job -> [host:port]``) and remote-writing
+    what it scrapes into ``remote_write_url`` (e.g. VictoriaMetrics' ``/api/v1/write``).
+
+    Like Prometheus it adds ``job``, ``instance`` and ``up`` to every target, and writes
+    staleness markers when a target stops answering.
+    """
+
+    binary = "vmagent"
+    ready_path = "/health"
+
+    def __init__(
+        self,
+        scrape_targets: Mapping[str, Sequence[str]],
+        remote_write_url: str,
+        scrape_interval: str = "1s",
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
+        self.scrape_targets = scrape_targets
+        self.remote_write_url = remote_write_url
+        self.scrape_interval = scrape_interval
+        self.config_path = self.workdir / "scrape.yml"
+
+    def _prepare(self) -> None:
+        config = _scrape_config(self.scrape_targets, self.scrape_interval)
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _args(self) -> list[str]:
+        return [
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-promscrape.config={self.config_path}",
+            "-promscrape.config.strictParse",
+            f"-remoteWrite.url={self.remote_write_url}",
+            f"-remoteWrite.tmpDataPath={self.workdir / 'remote-write'}",
+            "-remoteWrite.flushInterval=200ms",
+            "-loggerLevel=INFO",
+        ]
+
+    def targets_up(self) -> dict[str, bool]:
+        """``job/instance -> up`` for every scrape target, from ``/api/v1/targets``."""
+        data = json.loads(self.get("/api/v1/targets"))["data"]["activeTargets"]
+        return {
+            f"{t['labels']['job']}/{t['labels']['instance']}": t["health"] == "up" for t in data
+        }
+
+
+class VMAlertServer(_Server):
+    """A real vmalert evaluating rule files against ``datasource_url`` and writing recording
+    results and the ``ALERTS`` series back through ``remote_write_url``.
+
+    Notifications go nowhere (``-notifier.blackhole``); read alerts from :meth:`alerts`.
+    ``-rule.evalDelay=0s`` because the test VictoriaMetrics runs with
+    ``-search.latencyOffset=0s`` (both default to 30s, which must match).
+    """
+
+    binary = "vmalert"
+    ready_path = "/health"
+
+    def __init__(
+        self,
+        rule_files: Sequence[str | os.PathLike[str]],
+        datasource_url: str,
+        remote_write_url: str,
+        evaluation_interval: str = "1s",
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
+        self.rule_files = [Path(p).resolve() for p in rule_files]
+        self.datasource_url = datasource_url
+        self.remote_write_url = remote_write_url
+        self.evaluation_interval = evaluation_interval
+
+    def _args(self) -> list[str]:
+        return [
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            *(f"-rule={p}" for p in self.rule_files),
+            f"-datasource.url={self.datasource_url}",
+            f"-remoteWrite.url={self.remote_write_url}",
+            "-remoteWrite.flushInterval=200ms",
+            "-notifier.blackhole",
+            f"-evaluationInterval={self.evaluation_interval}",
+            "-rule.evalDelay=0s",
+            "-loggerLevel=INFO",
+        ]
+
+    def _api(self, path: str) -> Any:
+        payload = json.loads(self.get(f"/api/v1/{path}"))
+        if payload.get("status") != "success":
+            raise BackendError(f"vmalert /api/v1/{path}: {payload}")
+        return payload["data"]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (pending/firing) alerts from ``/api/v1/alerts``."""
+        return list(self._api("alerts")["alerts"])
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Rule groups with their rules' health from ``/api/v1/rules``."""
+        return list(self._api("rules")["groups"])
+
+    def wait_for_rule_evaluation(self, timeout: float = 15.0) -> None:
+        """Wait until every group has been evaluated at least once, without errors."""
+        deadline = time.monotonic() + timeout
+        groups: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            groups = self.rules()
+            rules = [r for g in groups for r in g.get("rules", [])]
+            if (
+                groups
+                and all(not r.get("lastEvaluation", "").startswith("0001-") for r in rules)
+                and all(r.get("health") != "err" for r in rules)
+            ):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"vmalert rules not evaluated after {timeout}s: {groups}")
 
 
 # --------------------------------------------------------------------------- exposition
@@ -920,3 +1114,19 @@ def exposition_server() -> Iterator[ExpositionServer]:
     """An in-process ``/metrics`` server; set ``.text`` to what scrapes should see."""
     with ExpositionServer() as server:
         yield server
+
+
+@pytest.fixture
+def vmagent_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., VMAgentServer]]:
+    """Factory ``(**VMAgentServer kwargs) -> started vmagent``; stops all after."""
+    yield from _started_servers(VMAgentServer, "vmagent", tmp_path_factory)
+
+
+@pytest.fixture
+def vmalert_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., VMAlertServer]]:
+    """Factory ``(**VMAlertServer kwargs) -> started vmalert``; stops all after."""
+    yield from _started_servers(VMAlertServer, "vmalert", tmp_path_factory)
