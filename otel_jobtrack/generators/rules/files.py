@@ -120,7 +120,15 @@ def _readme(cfg: RulesConfig) -> str:
   duration; alert windows and rolling baselines) and the alerts. Load it with
   `rule_files: [path/to/{RULES_FILE}]` in `prometheus.yml`.
 {k8s}- `tests/`: `promtool test rules` cases, a firing and a healthy case for every alert
-  (`promtool test rules alerts/tests/*.yaml`).
+  (`promtool test rules alerts/tests/*.yaml`). The same cases pass under vmalert
+  (`vmalert-tool unittest --disableAlertgroupLabel --files alerts/tests/X.test.yaml`): the
+  same alerts fire with the same labels; annotations that print `$value` may show other
+  numbers (MetricsQL's `increase()` does not extrapolate).
+
+The file loads unchanged into Prometheus, vmalert (`-rule=`), Grafana Mimir's ruler
+(`mimirtool rules load`) and Thanos ruler (`--rule-file=`). No rule reads a series recorded
+in its own group, so rulers that write their results through remote write (vmalert, Mimir)
+see every recording they read.
 
 Alerts (see [the runbook](../docs/runbook.md) for what each means and what to check first):
 

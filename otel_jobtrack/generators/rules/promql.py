@@ -62,15 +62,23 @@ def median_expr(cfg: RulesConfig, series: str, by: str) -> str:
     )
 
 
-def sigma_expr(cfg: RulesConfig, series: str, median: str) -> str:
-    """Robust standard deviation: IQR / 1.349, floored at a share of the median."""
+def sigma_expr(cfg: RulesConfig, series: str, by: str) -> str:
+    """Robust standard deviation: IQR / 1.349, floored at a share of the median.
+
+    The median is computed here again rather than read from its recording: a rule never
+    reads a series recorded in its own group (see :mod:`.recordings`).
+    """
     rng = baseline_range(cfg, series)
-    floor = f"{median} * {number(cfg.outlier_min_relative_sigma)}"
+    floor = f"quantile_over_time(0.5, {rng}) * {number(cfg.outlier_min_relative_sigma)}"
     return (
         "(\n"
-        f"    quantile_over_time(0.75, {rng})\n"
-        f"  - quantile_over_time(0.25, {rng})\n"
-        f") / {IQR_TO_SIGMA}\n"
-        f">= {floor}\n"
-        f"or {floor}"
+        "    (\n"
+        f"        quantile_over_time(0.75, {rng})\n"
+        f"      - quantile_over_time(0.25, {rng})\n"
+        f"    ) / {IQR_TO_SIGMA}\n"
+        f"    >= {floor}\n"
+        f"  or\n"
+        f"    {floor}\n"
+        ")\n"
+        f"{history_guard(cfg, series, by)}"
     )

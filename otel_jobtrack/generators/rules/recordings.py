@@ -2,8 +2,16 @@
 
 - breakdowns: per kind, per job and per tenant rates of runs, resources and duration (the
   ``total``/``jobs``/``tenants`` views), cheap for dashboards;
-- windows: per job and tenant counts over the alert window, last success, declared cadence
-  and rolling baselines, shared by several alerts.
+- windows: per job and tenant counts over the alert window, last success and declared
+  cadence, shared by several alerts;
+- baselines: the rolling medians and robust deviations of the window counts.
+
+No rule reads a series recorded in its own group. Prometheus makes a recording visible to
+the next rule of the same group at once, but vmalert (and any ruler writing through remote
+write) persists a group's results asynchronously: a rule reading its own group's output gets
+the previous evaluation's value, or nothing when that is older than the query's lookback
+(vmalert-tool at a 5-minute interval). Reads across groups see the other group's latest
+evaluation on every engine.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from otel_jobtrack.generators.rules.promql import (
 
 BREAKDOWNS_GROUP = "jobtrack-breakdowns"
 WINDOWS_GROUP = "jobtrack-windows"
+BASELINES_GROUP = "jobtrack-baselines"
 
 
 def _rec(name: str, expr: str) -> dict[str, Any]:
@@ -56,7 +65,7 @@ def breakdown_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
 
 
 def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
-    """Counts over the alert window, last success, declared cadence and the baselines."""
+    """Counts over the alert window, last success and declared cadence."""
     n = Names.for_config(cfg)
     aw = canonical_duration(cfg.alert_window)
     runs = sel(cfg, c.RUNS_TOTAL)
@@ -69,7 +78,7 @@ def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
             n.runs_by_state_in_window,
             f"sum by (kind, job_name, tenant, state) (increase({runs}[{aw}]) and {runs})",
         ),
-        _rec(n.runs_in_window, f"sum without (state) ({n.runs_by_state_in_window})"),
+        _rec(n.runs_in_window, f"sum by ({KJT}) (increase({runs}[{aw}]) and {runs})"),
         _rec(
             n.resources_in_window,
             f"sum by ({KJT}) (increase({resources}[{aw}]) and {resources})",
@@ -105,13 +114,17 @@ def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
             f"    or {sel(cfg, c.EXPECTED_INTERVAL)}\n"
             "  )\n)",
         ),
+    ]
+
+
+def baseline_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
+    """Rolling medians and robust deviations of the window counts (read from history only)."""
+    n = Names.for_config(cfg)
+    return [
         _rec(n.runs_in_window_median, median_expr(cfg, n.runs_in_window, KJT)),
-        _rec(n.runs_in_window_sigma, sigma_expr(cfg, n.runs_in_window, n.runs_in_window_median)),
+        _rec(n.runs_in_window_sigma, sigma_expr(cfg, n.runs_in_window, KJT)),
         _rec(n.resources_in_window_median, median_expr(cfg, n.resources_in_window, KJT)),
-        _rec(
-            n.resources_in_window_sigma,
-            sigma_expr(cfg, n.resources_in_window, n.resources_in_window_median),
-        ),
+        _rec(n.resources_in_window_sigma, sigma_expr(cfg, n.resources_in_window, KJT)),
         _rec(n.duration_quantile_median, median_expr(cfg, n.duration_quantile_in_window, KJ)),
     ]
 
@@ -122,4 +135,5 @@ def recording_groups(cfg: RulesConfig) -> list[dict[str, Any]]:
     return [
         {"name": BREAKDOWNS_GROUP, "interval": interval, "rules": breakdown_rules(cfg)},
         {"name": WINDOWS_GROUP, "interval": interval, "rules": window_rules(cfg)},
+        {"name": BASELINES_GROUP, "interval": interval, "rules": baseline_rules(cfg)},
     ]
