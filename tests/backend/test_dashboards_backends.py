@@ -13,7 +13,6 @@ value. The workload is unhealthy on purpose, so panels that are empty on a healt
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -29,21 +28,12 @@ from otel_jobtrack._core import contract
 from otel_jobtrack._core.run import Run, reset_for_tests
 from otel_jobtrack.exporters import pipeline as config
 from otel_jobtrack.generators.dashboards import CRON_UID, SCHEDULE_UID, panels_of
-from tests.backends import (
-    REPO_ROOT,
-    PrometheusServer,
-    VictoriaMetricsServer,
-    free_port,
-)
+from tests.backends import PrometheusServer, VictoriaMetricsServer, free_port
+from tests.dashboard_queries import QueryAPI, expand, finite_values, load
 
 pytestmark = pytest.mark.backend
 
-DASHBOARD_DIR = REPO_ROOT / "dashboards"
 BOARDS = (CRON_UID, SCHEDULE_UID)
-
-# What Grafana would put in for the built-in variables on a short range.
-BUILTINS = {"__rate_interval": "1m", "__range": "1m", "__interval": "1s"}
-ALL = ".*"
 
 TENANT_RESOURCES = {"acme": 5, "globex": 3, "hooli": 60, "initech": 0}
 """Per-tenant scheduler volumes: hooli is the noisy tenant, initech finds nothing."""
@@ -52,27 +42,6 @@ CRON_CADENCE: dict[str, Any] = {"every": 60, "grace": 30, "max_runtime": 300}
 SCHEDULE_CADENCE: dict[str, Any] = {"every": 60, "grace": 30, "max_runtime": 300}
 OVERDUE_CADENCE: dict[str, Any] = {"every": 1, "grace": 0}
 OVERDUE_JOBS = (("dash.inventory.cron.sync", "cron", None), ("dash.crm.digest", "schedule", "acme"))
-
-
-def load(uid: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((DASHBOARD_DIR / f"{uid}.json").read_text())
-    return data
-
-
-def expand(text: str, board: dict[str, Any]) -> str:
-    """Template variables set to "All" (the board's ``allValue``), built-ins to short windows."""
-    values = dict(BUILTINS)
-    for var in board["templating"]["list"]:
-        if var["type"] == "query":
-            values[var["name"]] = var.get("allValue") or ALL
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in values:
-            raise AssertionError(f"unknown variable ${name} in {text!r}")
-        return values[name]
-
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, text)
 
 
 @dataclass(frozen=True)
@@ -185,8 +154,6 @@ def overdue_query() -> str:
 
 # ---------------------------------------------------------------------------------- querying
 
-QueryAPI = PrometheusServer | VictoriaMetricsServer
-
 
 @dataclass
 class Outcome:
@@ -207,14 +174,6 @@ class Outcome:
             if finite:
                 out[frozenset(series["metric"].items())] = finite[-1]
         return out
-
-
-def finite_values(result: list[dict[str, Any]]) -> list[float]:
-    values = []
-    for series in result:
-        points = series.get("values") or [series["value"]]
-        values += [float(v) for _, v in points if math.isfinite(float(v))]
-    return values
 
 
 def query_board(server: QueryAPI, uid: str, start: float, outcome: Outcome) -> None:
