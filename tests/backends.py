@@ -15,6 +15,7 @@ Use from ``tests/conftest.py`` with ``pytest_plugins = ["tests.backends"]`` (or
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import http.server
 import json
@@ -820,6 +821,31 @@ class VictoriaMetricsServer(_PromQueryAPI):
     def _before_query(self) -> None:
         self.flush()
 
+    @contextlib.contextmanager
+    def flushing(self, interval: float = 0.25) -> Iterator[None]:
+        """Make ingested samples searchable every ``interval`` seconds while in the block.
+
+        VictoriaMetrics makes what it ingests searchable in batches, a few seconds apart
+        (up to about 5 s here); clients that query without flushing first, like vmalert,
+        see windows cut short by that much. In production ``-search.latencyOffset`` and
+        vmalert's ``-rule.evalDelay`` (30 s each) hide it behind windows of minutes; the
+        end-to-end tests compress an hour into seconds, so they flush instead.
+        """
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval):
+                with contextlib.suppress(OSError, urllib.error.URLError, BackendError):
+                    self.flush()
+
+        thread = threading.Thread(target=loop, name="vm-flush", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
     def import_prometheus(self, text: str) -> None:
         """Ingest Prometheus exposition text."""
         status, body = http_request("POST", self.import_url, data=text)
@@ -908,11 +934,16 @@ class VMAgentServer(_Server):
 
 class VMAlertServer(_Server):
     """A real vmalert evaluating rule files against ``datasource_url`` and writing recording
-    results and the ``ALERTS`` series back through ``remote_write_url``.
+    results and the ``ALERTS`` series back through ``remote_write_url`` (a base URL: vmalert
+    appends ``/api/v1/write``; for VictoriaMetrics, its root URL).
 
     Notifications go nowhere (``-notifier.blackhole``); read alerts from :meth:`alerts`.
-    ``-rule.evalDelay=0s`` because the test VictoriaMetrics runs with
-    ``-search.latencyOffset=0s`` (both default to 30s, which must match).
+
+    ``eval_delay`` (``-rule.evalDelay``): vmalert evaluates, and stamps its results, that far
+    in the past, so that the last samples have arrived and are searchable. It should equal
+    the data source's ``-search.latencyOffset`` (both 30 s by default); here 1 s, with a
+    VictoriaMetrics that runs with ``-search.latencyOffset=0s`` and is flushed often (see
+    :meth:`VictoriaMetricsServer.flushing`).
     """
 
     binary = "vmalert"
@@ -924,6 +955,7 @@ class VMAlertServer(_Server):
         datasource_url: str,
         remote_write_url: str,
         evaluation_interval: str = "1s",
+        eval_delay: str = "1s",
         extra_args: Sequence[str] = (),
         workdir: str | os.PathLike[str] | None = None,
         ready_timeout: float = READY_TIMEOUT,
@@ -933,6 +965,7 @@ class VMAlertServer(_Server):
         self.datasource_url = datasource_url
         self.remote_write_url = remote_write_url
         self.evaluation_interval = evaluation_interval
+        self.eval_delay = eval_delay
 
     def _args(self) -> list[str]:
         return [
@@ -943,7 +976,7 @@ class VMAlertServer(_Server):
             "-remoteWrite.flushInterval=200ms",
             "-notifier.blackhole",
             f"-evaluationInterval={self.evaluation_interval}",
-            "-rule.evalDelay=0s",
+            f"-rule.evalDelay={self.eval_delay}",
             "-loggerLevel=INFO",
         ]
 
