@@ -125,10 +125,11 @@ def _readme(cfg: RulesConfig) -> str:
   same alerts fire with the same labels; annotations that print `$value` may show other
   numbers (MetricsQL's `increase()` does not extrapolate).
 
-The file loads unchanged into Prometheus, vmalert (`-rule=`), Grafana Mimir's ruler
-(`mimirtool rules load`) and Thanos ruler (`--rule-file=`). No rule reads a series recorded
-in its own group, so rulers that write their results through remote write (vmalert, Mimir)
-see every recording they read.
+The same file serves every engine: Prometheus and vmalert (`-rule=`) are tested, Grafana
+Mimir's ruler (`mimirtool rules load`) and Thanos ruler (`--rule-file=`) follow from their
+compatibility (the project README's scaling section has the details). No rule reads a series
+recorded in its own group, so a ruler that writes its results back through remote write
+(vmalert) sees every recording it reads.
 
 Alerts (see [the runbook](../docs/runbook.md) for what each means and what to check first):
 
