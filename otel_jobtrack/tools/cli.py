@@ -1,4 +1,5 @@
-"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, benchmarks."""
+"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, status and
+reports from a Prometheus API, benchmarks."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ _COMMANDS = {
     "dashboards": (
         "otel_jobtrack.generators.dashboards",
         "generate Grafana dashboards into dashboards/",
+    ),
+    "status": (
+        "otel_jobtrack.tools.status",
+        "one line per job from a Prometheus API: overdue, failing, usual runs, alerts",
+    ),
+    "report": (
+        "otel_jobtrack.tools.report",
+        "a report of a period (HTML, PNG, PDF, CSV, Markdown), optionally sent to a webhook",
     ),
     "bench": (
         "otel_jobtrack.tools.bench",
