@@ -136,6 +136,9 @@ class Stats:
     duration_sum: float | None = None
     previous_runs: float | None = None
     previous_resources: float | None = None
+    samples: float | None = None
+    """Samples of the resources counter in the period (with ``previous_samples``: coverage)."""
+    previous_samples: float | None = None
     last: dict[str, float] = field(default_factory=dict)
     tenants: int = 0
 
@@ -163,6 +166,27 @@ class Stats:
             return None
         return self.duration_sum / self.resources
 
+    def previous_coverage(self) -> float | None:
+        """How much of the previous period had data, relative to this one (1 = as much)."""
+        if not self.samples or self.previous_samples is None:
+            return None
+        return self.previous_samples / self.samples
+
+    def previous_scaled(self, value: float | None) -> float | None:
+        """A previous-period count scaled to this period's coverage; ``None`` when under
+        half of the previous period has data (a new job or tenant has no "before")."""
+        coverage = self.previous_coverage()
+        if value is None or coverage is None or coverage < 0.5:
+            return None
+        return value / coverage
+
+    def vs_previous(self) -> float | None:
+        """Resources against the previous period, or ``None`` without a comparable one."""
+        prev = self.previous_scaled(self.previous_resources)
+        if prev is None or prev <= 0 or self.resources is None:
+            return None
+        return self.resources / prev
+
     def resources_per_run(self) -> float | None:
         total = self.total_runs
         return self.resources / total if self.resources is not None and total > 0 else None
@@ -174,6 +198,8 @@ class Stats:
         self.duration_sum = _sum_opt(self.duration_sum, other.duration_sum)
         self.previous_runs = _sum_opt(self.previous_runs, other.previous_runs)
         self.previous_resources = _sum_opt(self.previous_resources, other.previous_resources)
+        self.samples = _sum_opt(self.samples, other.samples)
+        self.previous_samples = _sum_opt(self.previous_samples, other.previous_samples)
         for state, t in other.last.items():
             self.last[state] = max(self.last.get(state, t), t)
 
@@ -366,10 +392,17 @@ def queries(opts: ReportOptions, step: float) -> tuple[dict[str, str], dict[str,
             f"histogram_quantile(0.95, sum by (kind, job_name, le) "
             f"(increase({c.RUN_DURATION}_bucket{every}[{p}])))"
         ),
-        "previous": (
-            f"label_replace(sum by ({unit}) (increase({c.RUNS_TOTAL}{every}[{p}] offset {p})), "
-            f'"q", "runs", "", "")\nor label_replace(sum by ({unit}) '
-            f'(increase({c.RESOURCES_TOTAL}{every}[{p}] offset {p})), "q", "resources", "", "")'
+        # The previous period, and how much of each period has samples: a tenant that
+        # appeared halfway through the previous period did not grow "2x".
+        "previous": "\nor ".join(
+            f'label_replace(sum by ({unit}) ({fn}({metric}{every}[{p}]{offset})), "q", "{q}", '
+            '"", "")'
+            for q, fn, metric, offset in (
+                ("runs", "increase", c.RUNS_TOTAL, f" offset {p}"),
+                ("resources", "increase", c.RESOURCES_TOTAL, f" offset {p}"),
+                ("previous_samples", "count_over_time", c.RESOURCES_TOTAL, f" offset {p}"),
+                ("samples", "count_over_time", c.RESOURCES_TOTAL, ""),
+            )
         ),
         "last_run": (
             f"max by ({unit}, state) (last_over_time({c.LAST_RUN_TIMESTAMP}{every}[{p}]))"
@@ -475,10 +508,15 @@ def _stats_from(answers: Mapping[str, Any]) -> dict[Key, Stats]:
         key = (s.labels.get("kind", ""), s.labels.get("job_name", ""), s.labels.get("tenant", ""))
         if key not in units:
             continue  # gone this period: the report is about the period
-        if s.labels.get("q") == "runs":
+        q = s.labels.get("q")
+        if q == "runs":
             units[key].previous_runs = _val(s)
-        else:
+        elif q == "resources":
             units[key].previous_resources = _val(s)
+        elif q == "samples":
+            units[key].samples = _val(s)
+        elif q == "previous_samples":
+            units[key].previous_samples = _val(s)
     for s in answers["i_last_run"]:
         v = _val(s)
         if v is not None and v > 0:
@@ -551,15 +589,13 @@ def find_unusual(jobs: Sequence[JobReport], opts: ReportOptions) -> list[Unusual
             vs_median = r / median if median else None
             if vs_median is not None and vs_median >= opts.unusual_ratio and r >= opts.min_volume:
                 reasons.append(f"{fmt.ratio(vs_median)} the median tenant")
-            vs_prev = None
-            prev = t.previous_resources
-            if prev is not None and prev > 0:
-                vs_prev = r / prev
-                if max(r, prev) >= opts.min_volume:
-                    if vs_prev >= opts.change_ratio:
-                        reasons.append(f"{fmt.ratio(vs_prev)} the previous period")
-                    elif vs_prev <= 1 / opts.change_ratio:
-                        reasons.append(f"{fmt.share(vs_prev)} of the previous period")
+            vs_prev = t.vs_previous()
+            prev = t.previous_scaled(t.previous_resources)
+            if vs_prev is not None and prev is not None and max(r, prev) >= opts.min_volume:
+                if vs_prev >= opts.change_ratio:
+                    reasons.append(f"{fmt.ratio(vs_prev)} the previous period")
+                elif vs_prev <= 1 / opts.change_ratio:
+                    reasons.append(f"{fmt.share(vs_prev)} of the previous period")
             if reasons:
                 out.append(Unusual(t, median, vs_median, vs_prev, reasons))
     out.sort(
@@ -627,9 +663,10 @@ def _cron_runs(job: JobReport, opts: ReportOptions, end: float) -> tuple[str, st
             f"(every {fmt.duration(job.cadence.interval)}): {fmt.share(share)}"
         )
         return (OK if share >= opts.expected_share else BAD), text
-    if st.previous_runs:
-        ratio = runs / st.previous_runs
-        text = f"{fmt.count(runs)} runs, {fmt.count(st.previous_runs)} in the previous period"
+    previous = st.previous_scaled(st.previous_runs)
+    if previous:
+        ratio = runs / previous
+        text = f"{fmt.count(runs)} runs, {fmt.count(previous)} in the previous period"
         return (OK if ratio >= opts.expected_share else WARN), text
     return OK, f"{fmt.count(runs)} runs (no declared cadence, no previous period to compare)"
 
@@ -1179,11 +1216,7 @@ def _tenants_table(report: Report) -> str:
         cls = "warn" if (u or t.key in zero) else ""
         if (t.share(c.FAILURE) or 0) > 0.1:
             cls = "bad"
-        vs_prev = (
-            t.resources / t.previous_resources
-            if t.previous_resources and t.resources is not None
-            else None
-        )
+        vs_prev = t.vs_previous()
         vs_median = fmt.ratio((t.resources or 0) / median) if median else fmt.DASH
         note = "; ".join(u.reasons) if u else ("ran, touched nothing" if t.key in zero else "")
         body.append(
