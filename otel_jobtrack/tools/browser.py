@@ -146,7 +146,8 @@ def page_height(html_file: Path, browser: str, width: int) -> int:
         probe.write_text(
             text[:at] + _MEASURE + text[at:] if at >= 0 else text + _MEASURE, encoding="utf-8"
         )
-        dom = dump_dom(probe, browser, width)
+        # A short window: the document is then exactly as high as its content.
+        dom = dump_dom(probe, browser, width, height=100)
     match = _HEIGHT_RE.search(dom)
     if not match:
         raise BrowserFailed(f"{browser} did not report the page height of {html_file}")
@@ -158,7 +159,7 @@ def screenshot(
 ) -> int:
     """PNG of the whole page (or its first ``height`` pixels); returns the height used."""
     if height is None:
-        height = min(max(page_height(html_file, browser, width), 200), MAX_HEIGHT)
+        height = min(max(page_height(html_file, browser, width), 100), MAX_HEIGHT)
     out = out.resolve()
     out.unlink(missing_ok=True)
     proc = run_browser(

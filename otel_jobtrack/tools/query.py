@@ -407,15 +407,17 @@ def _read_secret(path: str, what: str) -> str:
 
 def client_from_args(args: argparse.Namespace) -> PromClient:
     """A :class:`PromClient` from :func:`add_connection_arguments` options and environment."""
+    url_parts = urllib.parse.urlsplit(args.prometheus)
+    user_in_url = url_parts.username is not None
     password = args.password
     if args.password_file:
         password = _read_secret(args.password_file, "password")
-    if password is None and args.user:
+    if password is None and url_parts.password is None:
         password = os.environ.get(PASSWORD_ENV)
     token = args.bearer_token
     if args.bearer_token_file:
         token = _read_secret(args.bearer_token_file, "bearer token")
-    if token is None and not args.user:
+    if token is None and not args.user and not user_in_url:
         token = os.environ.get(TOKEN_ENV) or None
     headers: dict[str, str] = {}
     for header in args.header:

@@ -471,10 +471,10 @@ def collect(client: PromClient, opts: ReportOptions) -> Report:
             if value
         ]
         where = f" matching {', '.join(filters)}" if filters else ""
+        hint = "check the filters" if filters else "is it scraping an otel-jobtrack endpoint?"
         raise NoDataError(
             f"no jobtrack_* data{where} at {client.url} between {_utc(start)} and {_utc(end)}: "
-            "is the period right (--since/--until), and is it scraping an otel-jobtrack "
-            "/metrics endpoint?"
+            f"is the period right (--since, --until)? {hint}"
         )
     report = build(answers, opts, start, end, step, times, a_step)
     report.url = client.url
@@ -1000,7 +1000,7 @@ h3 { font-size: 15px; margin: 0 0 8px; font-family: "DejaVu Sans Mono", Menlo, C
      monospace; word-break: break-all; }
 .period { color: var(--mute); margin: 0 0 16px; }
 .tiles { display: flex; flex-wrap: wrap; gap: 10px; }
-.tile { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; min-width: 140px;
+.tile { border: 1px solid var(--line); border-radius: 8px; padding: 8px 12px; min-width: 118px;
         background: var(--card); }
 .tile b { display: block; font-size: 22px; }
 .tile span { color: var(--mute); font-size: 12px; text-transform: uppercase;
@@ -1110,13 +1110,18 @@ def _job_numbers(job: JobReport, report: Report) -> list[tuple[str, str]]:
             fmt.DASH if last is None else f"{fmt.duration(report.end - last)} before the end",
         )
     )
-    if st.previous_runs is not None:
+    coverage = st.previous_coverage()
+    if coverage is not None and coverage >= 0.5:
+        note = "" if coverage >= 0.95 else f" (scaled, {fmt.share(coverage)} covered)"
         rows.append(
             (
                 "Previous period",
-                f"{fmt.count(st.previous_runs)} runs, {fmt.count(st.previous_resources)} resources",
+                f"{fmt.count(st.previous_scaled(st.previous_runs))} runs, "
+                f"{fmt.count(st.previous_scaled(st.previous_resources))} resources{note}",
             )
         )
+    elif coverage is not None and coverage > 0:
+        rows.append(("Previous period", f"only {fmt.share(coverage)} covered"))
     return rows
 
 

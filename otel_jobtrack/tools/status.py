@@ -466,7 +466,7 @@ def _unit_problems(unit: Unit, cad: Cadence, opts: Options, now: float) -> list[
                 ZERO_RESOURCES,
                 WARNING,
                 1.0,
-                f"{fmt.count(unit.state_runs(c.SUCCESS))} successful runs touched 0 resources",
+                f"{fmt.count(unit.state_runs(c.SUCCESS))} runs, 0 resources",
             )
         )
     return out
@@ -533,10 +533,14 @@ def _merge_tenant_problems(per_tenant: Mapping[str, list[Problem]]) -> list[Prob
         if len(per_tenant) == 1:
             out.append(found[0][1])
             continue
-        named = "; ".join(f"{t}: {p.text}" for t, p in found[:3])
+        named = "; ".join(f"{t} {p.text}" for t, p in found[:3])
         more = f"; +{len(found) - 3} more" if len(found) > 3 else ""
         worst = found[0][1]
-        text = f"{len(found)} of {len(per_tenant)} tenants ({named}{more})"
+        text = (
+            f"tenant {named}"
+            if len(found) == 1
+            else f"{len(found)} of {len(per_tenant)} tenants: {named}{more}"
+        )
         out.append(Problem(code, worst.severity, worst.score, text))
     return out
 
@@ -644,9 +648,14 @@ def collect(client: PromClient, opts: Options, at: float | None = None) -> Statu
             if value
         ]
         where = f" matching {', '.join(filters)}" if filters else ""
+        hint = (
+            "check the filters (without the filters, status lists every job)"
+            if filters
+            else "is it scraping an otel-jobtrack /metrics endpoint?"
+        )
         raise NoDataError(
             f"no jobtrack_* series{where} at {client.url} in the {fmt.duration(opts.lookback)} "
-            f"before {_utc(now)}: is it scraping an otel-jobtrack /metrics endpoint?"
+            f"before {_utc(now)}: {hint}"
         )
     rows, other = evaluate(answers, alerts, opts, now)
     return Status(client.url, now, opts, rows, other, source, list(client.warnings))
