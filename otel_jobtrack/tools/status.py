@@ -433,7 +433,7 @@ def _unit_problems(unit: Unit, cad: Cadence, opts: Options, now: float) -> list[
     failures = unit.state_runs(c.FAILURE)
     if runs >= opts.min_runs and failures > 0 and failures / runs > opts.max_failure_share:
         share = failures / runs
-        out.append(Problem(FAILING, CRITICAL, 1 + share, f"{fmt.share(share)} of runs failed"))
+        out.append(Problem(FAILING, CRITICAL, 1 + share, f"{fmt.share(share)} failed"))
     elif runs < opts.min_runs:
         last_fail = unit.last.get(c.FAILURE)
         if last_fail is not None and (last_ok is None or last_fail > last_ok):
@@ -517,7 +517,8 @@ def _row_problems(row: Row, opts: Options, now: float) -> list[Problem]:
     if row.alerts:
         names = sorted({a.get("alertname", "?") for a in row.alerts})
         critical = any(a.get("severity") == "critical" for a in row.alerts)
-        out.append(Problem(ALERT, CRITICAL if critical else WARNING, 0.5, ", ".join(names)))
+        short = [n.removeprefix(ALERT_PREFIX) for n in names]  # all are JobTrack*
+        out.append(Problem(ALERT, CRITICAL if critical else WARNING, 0.5, ", ".join(short)))
     return out
 
 
@@ -537,7 +538,7 @@ def _merge_tenant_problems(per_tenant: Mapping[str, list[Problem]]) -> list[Prob
         more = f"; +{len(found) - 3} more" if len(found) > 3 else ""
         worst = found[0][1]
         text = (
-            f"tenant {named}"
+            named
             if len(found) == 1
             else f"{len(found)} of {len(per_tenant)} tenants: {named}{more}"
         )
