@@ -439,7 +439,9 @@ def alert_step(period: float, step: float) -> float:
 
 def collect(client: PromClient, opts: ReportOptions) -> Report:
     """Query the API and build the report (no rendering)."""
-    end = time.time() if opts.until is None else opts.until
+    # Whole milliseconds, as the API's timestamps: the report's grid and the answers' points
+    # then compare equal.
+    end = round(time.time() if opts.until is None else opts.until, 3)
     start = end - opts.period
     step = choose_step(opts.period, opts.step)
     if step > opts.period:
