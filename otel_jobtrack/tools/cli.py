@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 _COMMANDS = {
@@ -49,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(args or ["--help"])
         return 2
     module = importlib.import_module(_COMMANDS[args[0]][0])
-    result: int = module.main(args[1:])
+    try:
+        result: int = module.main(args[1:])
+    except BrokenPipeError:
+        # The reader went away (`status --json | head`): stop quietly, without a traceback
+        # from the interpreter flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 
