@@ -14,6 +14,15 @@ pytest_plugins = ["tests.backends"]
 _FOLDER_MARKERS = {"unit": "unit", "backend": "backend"}
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-doc-images",
+        action="store_true",
+        default=False,
+        help="write the screenshots the tests render into docs/images/ (README pictures)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The folder says what a test is: ``tests/unit`` or ``tests/backend`` (real servers)."""
     for item in items:

@@ -1,9 +1,11 @@
-"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, benchmarks."""
+"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, status and
+reports from a Prometheus API, benchmarks."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 _COMMANDS = {
@@ -18,6 +20,14 @@ _COMMANDS = {
     "dashboards": (
         "otel_jobtrack.generators.dashboards",
         "generate Grafana dashboards into dashboards/",
+    ),
+    "status": (
+        "otel_jobtrack.tools.status",
+        "one line per job from a Prometheus API: overdue, failing, usual runs, alerts",
+    ),
+    "report": (
+        "otel_jobtrack.tools.report",
+        "a report of a period (HTML, PNG, PDF, CSV, Markdown), optionally sent to a webhook",
     ),
     "bench": (
         "otel_jobtrack.tools.bench",
@@ -40,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.parse_args(args or ["--help"])
         return 2
     module = importlib.import_module(_COMMANDS[args[0]][0])
-    result: int = module.main(args[1:])
+    try:
+        result: int = module.main(args[1:])
+    except BrokenPipeError:
+        # The reader went away (`status --json | head`): stop quietly, without a traceback
+        # from the interpreter flushing stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 
