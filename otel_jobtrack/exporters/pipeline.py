@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -575,7 +576,12 @@ def _resource(service_name: str | None, attributes: Mapping[str, str] | None) ->
     if service_name:
         attrs["service.name"] = service_name
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME under these.
-    return Resource.create(attrs)
+    resource = Resource.create(attrs)
+    if "service.instance.id" not in resource.attributes:
+        # SDKs before 1.43 set none: two processes (a forked child's own provider included)
+        # would export the same series and overwrite each other's cumulative totals.
+        resource = resource.merge(Resource({"service.instance.id": str(uuid.uuid4())}))
+    return resource
 
 
 def _default_push_job(service_name: str | None) -> str:
