@@ -24,6 +24,7 @@ from typing import Any, Final
 
 from otel_jobtrack._core import contract as c
 from otel_jobtrack.generators import _files as generate
+from otel_jobtrack.generators import shipped
 
 CRON_UID: Final = "jobtrack-cron"
 SCHEDULE_UID: Final = "jobtrack-schedule"
@@ -1298,7 +1299,8 @@ def _readme(cfg: DashboardsConfig) -> str:
         "# Grafana dashboards for otel-jobtrack",
         "",
         "Import both into Grafana 10 or 11 (UI, provisioning or HTTP API: see",
-        "[docs/dashboards.md](../docs/dashboards.md), which also describes every row).",
+        f"[docs/dashboards.md]({shipped.doc_url('docs/dashboards.md')}), which also describes "
+        "every row).",
         "",
     ]
     for board in boards(cfg):
@@ -1543,6 +1545,9 @@ def main(argv: list[str]) -> int:
         dump_settings=lambda cfg: json.dumps(all_settings(cfg), indent=2) + "\n",
         stale_files=stale_files,
         write=write,
+        shipped="dashboards",
+        needs=generate.Needs("grafana_foundation_sdk", "grafana-foundation-sdk", "dashboards"),
+        render=render,
     )
     return generate.run_generator(gen, parser.parse_args(argv))
 

@@ -31,6 +31,7 @@ from typing import Any, Final
 
 from otel_jobtrack._core import contract as c
 from otel_jobtrack.generators import _files as generate
+from otel_jobtrack.generators import shipped
 
 PREFIX: Final = "JobTrack"
 
@@ -195,8 +196,10 @@ class RulesConfig:
     """Extra label matchers added to every ``jobtrack_*`` selector, e.g. ``job="billing"``."""
     grafana_url: str = "http://localhost:3000"
     """Grafana base URL for the ``dashboard_url`` annotation (``<url>/d/<uid>``)."""
-    runbook_url: str = "docs/runbook.md"
-    """Where the runbook is served; each alert links to ``<runbook_url>#<alert name>``."""
+    runbook_url: str = shipped.doc_url(shipped.RUNBOOK)
+    """Where the runbook is served; each alert links to ``<runbook_url>#<alert name>``. The
+    default is ``docs/runbook.md`` in the project's repository (``otel-jobtrack runbook``
+    prints the copy that is installed); point it at your own copy to add your procedures."""
     interval: str = "1m"
     """Evaluation interval of the rule groups."""
     rate_window: str = "5m"
@@ -883,7 +886,8 @@ def _readme(cfg: RulesConfig) -> str:
 {k8s}- `tests/`: `promtool test rules` cases, a firing and a healthy case for every alert
   (`promtool test rules alerts/tests/*.yaml`).
 
-Alerts (see [the runbook](../docs/runbook.md) for what each means and what to check first):
+Alerts (what each means and what to check first: `otel-jobtrack runbook ALERT`, or
+[the runbook]({cfg.runbook_url})):
 
 {alerts}
 
@@ -984,7 +988,6 @@ def main(argv: list[str]) -> int:
         extra=_rules_arguments,
     )
     args = parser.parse_args(argv)
-    yaml = _yaml()
     gen = generate.Generator(
         prog="otel-jobtrack rules",
         default=DEFAULT_CONFIG,
@@ -992,9 +995,20 @@ def main(argv: list[str]) -> int:
         parse_value=_parse_value,
         config_from_mapping=config_from_mapping,
         option_keys=("selector", "grafana_url", "runbook_url"),
-        errors=(OSError, ValueError, yaml.YAMLError),
+        errors=(OSError, ValueError, *_yaml_errors()),
         dump_settings=lambda cfg: _dump(all_settings(cfg)),
         stale_files=stale_files,
         write=write,
+        shipped="alerts",
+        needs=generate.Needs("yaml", "PyYAML", "rules", print_config=True),
+        render=render,
     )
     return generate.run_generator(gen, args)
+
+
+def _yaml_errors() -> tuple[type[Exception], ...]:
+    try:
+        import yaml
+    except ImportError:  # the shipped files need no YAML
+        return ()
+    return (yaml.YAMLError,)
