@@ -56,5 +56,5 @@ apply_environment()
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     from otel_jobtrack.exporters.prometheus import multiprocess as _multiprocess
 
-    _multiprocess.enable()
+    _multiprocess.enable_from_environment()
 _install_first_run_hook()

@@ -11,7 +11,7 @@ from otel_jobtrack._core.run import reset_for_tests
 
 pytest_plugins = ["tests.backends"]
 
-_FOLDER_MARKERS = {"unit": "unit", "backend": "backend"}
+_FOLDER_MARKERS = {"unit": "unit", "backend": "backend", "packaging": "packaging"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,7 +24,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The folder says what a test is: ``tests/unit`` or ``tests/backend`` (real servers)."""
+    """The folder says what a test is: ``tests/unit``, ``tests/backend`` (real servers) or
+    ``tests/packaging`` (built distributions in fresh virtualenvs)."""
     for item in items:
         folder = item.path.parent.name
         marker = _FOLDER_MARKERS.get(folder)

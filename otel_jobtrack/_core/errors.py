@@ -37,6 +37,24 @@ def instrumentation_error(where: str, exc: BaseException | None = None) -> None:
         pass
 
 
+def instrumentation_problem(where: str, message: str) -> None:
+    """Record a problem whose cause is known; log ``message`` (one line, no traceback) once.
+
+    For what the environment got wrong (a missing package, a bad directory or value): the
+    message says what to change, a traceback would only hide it.
+    """
+    try:
+        with _lock:
+            _instrumentation_errors[where] += 1
+            key = f"{where}\0{message}"
+            first = key not in _logged
+            _logged.add(key)
+        if first:
+            logger.error("otel-jobtrack: %s", message)
+    except Exception:  # pragma: no cover - logging itself broke; nothing left to do
+        pass
+
+
 def export_error(exporter: str, exc: BaseException | None = None) -> None:
     """Record a failed export; log the first failure of each exporter and every 100th after."""
     try:

@@ -54,7 +54,8 @@ def set_tenant_privacy(
 
 
 def apply_environment(environ: dict[str, str] | None = None) -> None:
-    """Read the ``OTEL_JOBTRACK_*`` variables; a bad value is logged and ignored, not raised."""
+    """Read the ``OTEL_JOBTRACK_*`` variables; a bad value is logged, counted in
+    ``jobtrack_instrumentation_errors_total{where="environment"}`` and ignored, not raised."""
     env = os.environ if environ is None else environ
     for var in ("OTEL_JOBTRACK_MAX_TENANTS_PER_JOB", "OTEL_JOBTRACK_MAX_JOB_NAMES"):
         raw = env.get(var)
@@ -65,11 +66,13 @@ def apply_environment(environ: dict[str, str] | None = None) -> None:
                     set_cardinality_limits(max_tenants_per_job=limit)
                 else:
                     set_cardinality_limits(max_job_names=limit)
-            except ValueError as exc:
-                errors.logger.error("otel-jobtrack: ignoring %s=%r: %s", var, raw, exc)
+            except Exception as exc:  # never raised: the variable is ignored
+                errors.instrumentation_problem("environment", f"ignoring {var}={raw!r}: {exc}")
     key = env.get("OTEL_JOBTRACK_TENANT_HASH_KEY")
     if key:
         try:
             set_tenant_privacy(hash_key=key)
-        except ValueError as exc:
-            errors.logger.error("otel-jobtrack: ignoring OTEL_JOBTRACK_TENANT_HASH_KEY: %s", exc)
+        except Exception as exc:
+            errors.instrumentation_problem(
+                "environment", f"ignoring OTEL_JOBTRACK_TENANT_HASH_KEY: {exc}"
+            )

@@ -248,8 +248,12 @@ def attach(meter_provider: MeterProvider, store: Store = STORE) -> OtlpInstrumen
 
 
 def metric_readers(meter_provider: object) -> tuple[object, ...]:
-    """The readers of an SDK provider (the SDK exposes no public accessor)."""
-    return tuple(getattr(meter_provider, "_metric_readers", ()) or ())
+    """The readers of an SDK provider (the SDK exposes no public accessor; before 1.43 they
+    are only in its configuration object)."""
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:
+        readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", None)
+    return tuple(readers or ())
 
 
 def is_prometheus_reader(reader: object) -> bool:

@@ -24,10 +24,11 @@ import sys
 import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from otel_jobtrack._core import errors
+from otel_jobtrack._core import errors, extras
 from otel_jobtrack._core.store import STORE, Series
 from otel_jobtrack.exporters.pushgateway import check_push_target, push_to_gateway
 
@@ -373,6 +374,7 @@ def _configure(**settings: Any) -> Exporters:
                 started.append("prometheus")
             sdk_disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
             wanted = [n for n in ("otlp", "console") if n in names and not sdk_disabled]
+            wanted = _installed_exporters(wanted, protocol)
             if wanted:
                 provider, instruments, reporting, log_filter = _own_provider(
                     wanted, protocol, settings
@@ -402,6 +404,34 @@ def _configure(**settings: Any) -> Exporters:
         )
         _register_atexit()
         return _current
+
+
+def _installed_exporters(wanted: Sequence[str], protocol: str) -> list[str]:
+    """``wanted`` minus the exporters whose packages are missing (each logged once, counted).
+
+    The core install has no OpenTelemetry packages; OTLP comes with the ``otlp`` (HTTP) or
+    ``otlp-grpc`` extra. A job must not fail because an exporter was configured without them.
+    """
+    transport = "grpc" if protocol == "grpc" else "http"
+    kept = []
+    for name in wanted:
+        modules = {"opentelemetry.sdk.metrics": "opentelemetry-sdk"}
+        if name == "otlp":
+            what = f"OTLP export over {'gRPC' if transport == 'grpc' else 'HTTP'}"
+            extra = "otlp-grpc" if transport == "grpc" else "otlp"
+            exporter = f"opentelemetry.exporter.otlp.proto.{transport}.metric_exporter"
+            modules[exporter] = f"opentelemetry-exporter-otlp-proto-{transport}"
+        else:
+            what, extra = f"the {name} exporter", "otlp"
+        missing = [dist for module, dist in modules.items() if not extras.installed(module)]
+        if not missing:
+            kept.append(name)
+            continue
+        errors.instrumentation_problem(
+            f"{name} setup",
+            f"{what} is off: {' and '.join(missing)} not installed ({extras.install_hint(extra)})",
+        )
+    return kept
 
 
 def _own_provider(
@@ -464,7 +494,10 @@ def _global_sdk_provider() -> MeterProvider | None:
     exist (unless ``OTEL_PYTHON_METER_PROVIDER`` names one for the API to load).
     """
     sdk = sys.modules.get("opentelemetry.sdk.metrics")
-    if sdk is None and not os.environ.get("OTEL_PYTHON_METER_PROVIDER"):
+    if sdk is None and not (
+        os.environ.get("OTEL_PYTHON_METER_PROVIDER")
+        and extras.installed("opentelemetry.sdk.metrics")
+    ):
         return None
     from opentelemetry import metrics
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
@@ -575,7 +608,12 @@ def _resource(service_name: str | None, attributes: Mapping[str, str] | None) ->
     if service_name:
         attrs["service.name"] = service_name
     # Resource.create merges OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME under these.
-    return Resource.create(attrs)
+    resource = Resource.create(attrs)
+    if "service.instance.id" not in resource.attributes:
+        # SDKs before 1.43 set none: two processes (a forked child's own provider included)
+        # would export the same series and overwrite each other's cumulative totals.
+        resource = resource.merge(Resource({"service.instance.id": str(uuid.uuid4())}))
+    return resource
 
 
 def _default_push_job(service_name: str | None) -> str:

@@ -16,6 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from otel_jobtrack._core import extras
+from otel_jobtrack.generators import shipped
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
@@ -131,6 +134,20 @@ def add_common_arguments(
 
 
 @dataclasses.dataclass(frozen=True)
+class Needs:
+    """The optional dependency a generator renders with (the defaults' output ships instead)."""
+
+    module: str
+    """Module to import, e.g. ``yaml``."""
+    package: str
+    """Distribution that provides it, e.g. ``PyYAML`` (for the message)."""
+    extra: str
+    """otel-jobtrack extra that installs it."""
+    print_config: bool = False
+    """``--print-config`` needs it too."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Generator:
     """How one generator reads its settings and renders them (see :func:`run_generator`)."""
 
@@ -152,10 +169,27 @@ class Generator:
     """Every setting as text (``--print-config``)."""
     stale_files: Callable[[Path, Any], list[str]]
     write: Callable[[Path, Any], list[Path]]
+    shipped: str = ""
+    """Folder of the shipped files (``alerts``, ``dashboards``; see :mod:`.shipped`). With the
+    default settings they are what gets written: copied when ``needs`` is not installed, and
+    generated otherwise, plus the shipped files the generator does not produce (the rules'
+    promtool tests), so the output is the same either way."""
+    needs: Needs | None = None
+    """What rendering needs; custom settings without it end with one line naming the extra."""
+    render: Callable[[Any], Mapping[str, str]] | None = None
+    """Every generated file (relative path -> content); when given, ``--check`` and writing
+    use it (with the shipped files the defaults add) instead of ``stale_files``/``write``."""
 
 
 def run_generator(gen: Generator, args: argparse.Namespace) -> int:
     """Apply the parsed command line: print the settings, ``--check`` or write the files."""
+    needs = gen.needs
+    if (
+        needs is not None
+        and (needs.print_config or not args.print_config)
+        and not extras.installed(needs.module)
+    ):
+        return _without_needs(gen, needs, args)
     try:
         cfg = gen.load_config(args.config) if args.config else gen.default
         overrides = parse_sets(args.sets, gen.parse_value)
@@ -169,16 +203,64 @@ def run_generator(gen: Generator, args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(gen.dump_settings(cfg))
         return 0
-    if args.check:
-        stale = gen.stale_files(args.output_dir, cfg)
-        for rel in stale:
-            print(f"stale: {args.output_dir / rel}", file=sys.stderr)
-        if stale:
-            print(
-                f"regenerate with: {gen.prog} --output-dir {args.output_dir}",
-                file=sys.stderr,
-            )
-        return 1 if stale else 0
-    for path in gen.write(args.output_dir, cfg):
+    if gen.render is not None:
+        files = dict(gen.render(cfg))
+        if cfg == gen.default:  # the shipped files it does not produce (promtool tests)
+            files = {**_shipped_files(gen), **files}
+        if args.check:
+            return _report_stale(gen, args.output_dir, stale_files(files, args.output_dir))
+        written = write_files(files, args.output_dir)
+    elif args.check:
+        return _report_stale(gen, args.output_dir, gen.stale_files(args.output_dir, cfg))
+    else:
+        written = gen.write(args.output_dir, cfg)
+    for path in written:
         print(path)
     return 0
+
+
+def _custom_settings(gen: Generator, args: argparse.Namespace) -> bool:
+    return bool(
+        args.config is not None
+        or args.sets
+        or any(getattr(args, key) is not None for key in gen.option_keys)
+    )
+
+
+def _shipped_files(gen: Generator) -> dict[str, str]:
+    return shipped.files(gen.shipped) if gen.shipped else {}
+
+
+def _without_needs(gen: Generator, needs: Needs, args: argparse.Namespace) -> int:
+    """Without the optional dependency: the shipped files for the defaults, else one line."""
+    hint = extras.install_hint(needs.extra)
+    if args.print_config or _custom_settings(gen, args):
+        what = "--print-config needs" if args.print_config else "custom settings need"
+        print(f"{gen.prog}: {what} {needs.package}: {hint}", file=sys.stderr)
+        return 2
+    files = _shipped_files(gen)
+    if not files:
+        print(
+            f"{gen.prog}: {needs.package} is not installed and this installation ships no "
+            f"{gen.shipped or 'generated'} files: {hint}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.check:
+        return _report_stale(gen, args.output_dir, stale_files(files, args.output_dir))
+    for path in write_files(files, args.output_dir):
+        print(path)
+    print(
+        f"{gen.prog}: wrote the shipped files (default settings); to generate with your own "
+        f"settings install {needs.package}: {hint}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _report_stale(gen: Generator, out_dir: Path, stale: list[str]) -> int:
+    for rel in stale:
+        print(f"stale: {out_dir / rel}", file=sys.stderr)
+    if stale:
+        print(f"regenerate with: {gen.prog} --output-dir {out_dir}", file=sys.stderr)
+    return 1 if stale else 0

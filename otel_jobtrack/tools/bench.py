@@ -37,6 +37,7 @@ from time import time as wall_clock
 from typing import IO, TYPE_CHECKING, Any
 
 from otel_jobtrack._core import contract as c
+from otel_jobtrack._core import extras
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter as OtelCounter
@@ -1272,6 +1273,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print(profile(args.profile))
         return 0
+    # The OTLP scenarios compare with hand-written OpenTelemetry SDK code.
+    extras.require("opentelemetry.sdk.metrics", "otlp", "comparing with the OpenTelemetry SDK")
     try:
         plan = plan_from_args(args)
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, status and
+"""The ``otel-jobtrack`` command: demo workload, rules, dashboards, runbook, status and
 reports from a Prometheus API, benchmarks."""
 
 from __future__ import annotations
@@ -7,6 +7,9 @@ import argparse
 import importlib
 import os
 import sys
+
+from otel_jobtrack import __version__
+from otel_jobtrack._core import extras
 
 _COMMANDS = {
     "demo": (
@@ -33,6 +36,10 @@ _COMMANDS = {
         "otel_jobtrack.tools.bench",
         "measure per-run overhead and scrape cost against baselines",
     ),
+    "runbook": (
+        "otel_jobtrack.tools.runbook",
+        "print the alert runbook, or the section of one alert",
+    ),
 }
 
 
@@ -43,21 +50,36 @@ def main(argv: list[str] | None = None) -> int:
         prog="otel-jobtrack",
         description="Tell whether recurring jobs really ran: metrics, rules and dashboards.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in _COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     if not args or args[0] not in _COMMANDS:
         parser.parse_args(args or ["--help"])
         return 2
-    module = importlib.import_module(_COMMANDS[args[0]][0])
     try:
+        module = importlib.import_module(_COMMANDS[args[0]][0])
         result: int = module.main(args[1:])
-    except BrokenPipeError:
-        # The reader went away (`status --json | head`): stop quietly, without a traceback
-        # from the interpreter flushing stdout at exit.
+    except ImportError as exc:
+        message = _missing_extra(exc)
+        if message is None:
+            raise
+        print(f"otel-jobtrack {args[0]}: {message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `otel-jobtrack runbook | head`: the reader has had enough
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     return result
+
+
+def _missing_extra(exc: ImportError) -> str | None:
+    """One line naming the extra to install, if ``exc`` is a missing optional dependency."""
+    if isinstance(exc, extras.MissingExtra):
+        return str(exc)
+    extra = extras.extra_for(exc.name) if isinstance(exc, ModuleNotFoundError) else None
+    if extra is None:
+        return None
+    return f"{exc.name} is not installed: {extras.install_hint(extra)}"
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def test_alerts_follow_the_conventions() -> None:
             assert "$labels.instance" in notes["description"]
         # The anchor GitHub gives the alert's section heading.
         assert headings.count(name) == 1, f"docs/runbook.md needs one '## {name}'"
-        assert notes["runbook_url"] == f"docs/runbook.md#{name.lower()}"
+        assert notes["runbook_url"] == f"{rules.DEFAULT_CONFIG.runbook_url}#{name.lower()}"
         uid = re.search(r"/d/(\{\{.*?\{\{ end \}\}|[\w-]+)", notes["dashboard_url"])
         assert uid, notes["dashboard_url"]
         assert re.findall(r"jobtrack-\w+", uid.group(1)) in (

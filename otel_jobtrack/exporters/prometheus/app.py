@@ -178,11 +178,12 @@ def register_default_collector() -> None:
 
 def exposition_registry() -> CollectorRegistry:
     """The registry ``/metrics`` should serve: this process, or all processes in multiprocess
-    mode (``PROMETHEUS_MULTIPROC_DIR`` set)."""
+    mode (``PROMETHEUS_MULTIPROC_DIR`` set and this process writing there)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        from otel_jobtrack.exporters.prometheus.multiprocess import multiprocess_registry
+        from otel_jobtrack.exporters.prometheus import multiprocess
 
-        return multiprocess_registry()
+        if multiprocess.enabled():
+            return multiprocess.multiprocess_registry()
     register_default_collector()
     return REGISTRY
 

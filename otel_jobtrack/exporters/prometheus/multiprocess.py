@@ -34,6 +34,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from otel_jobtrack._core import contract as c
+from otel_jobtrack._core import errors
 from otel_jobtrack._core.store import STORE, Cadence, Series, Store
 
 _LE = [str(float(b)) for b in c.DURATION_BUCKETS] + ["+Inf"]
@@ -309,6 +310,26 @@ def enable(store: Store = STORE) -> MultiprocessSink:
             _sink.job_declared(kind, job_name, cadence)
         os.register_at_fork(after_in_child=_after_fork_in_child)
     return _sink
+
+
+def enable_from_environment(store: Store = STORE) -> MultiprocessSink | None:
+    """:func:`enable` at import: a directory that is missing or not writable is logged once
+    and counted, never raised; the process then serves its own totals (single-process mode)."""
+    try:
+        return enable(store)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        errors.instrumentation_problem(
+            "multiprocess setup",
+            f"multiprocess mode is off in this process ({reason}); "
+            "its /metrics serves this process's own totals",
+        )
+        return None
+
+
+def enabled() -> bool:
+    """``True`` once this process writes its runs to the multiprocess directory."""
+    return _sink is not None
 
 
 def _after_fork_in_child() -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from otel_jobtrack.generators import _files as generate
+from otel_jobtrack.generators import shipped
 from otel_jobtrack.generators.dashboards.config import DEFAULT_CONFIG, README_FILE, DashboardsConfig
 from otel_jobtrack.generators.dashboards.cron import cron_board
 from otel_jobtrack.generators.dashboards.grafana import build, generated_note
@@ -52,7 +53,8 @@ def _readme(cfg: DashboardsConfig) -> str:
         "# Grafana dashboards for otel-jobtrack",
         "",
         "Import both into Grafana 10 or 11 (UI, provisioning or HTTP API: see",
-        "[docs/dashboards.md](../docs/dashboards.md), which also describes every row).",
+        f"[docs/dashboards.md]({shipped.doc_url('docs/dashboards.md')}), which also describes "
+        "every row).",
         "",
     ]
     for board in boards(cfg):
@@ -111,5 +113,8 @@ def main(argv: list[str]) -> int:
         dump_settings=lambda cfg: json.dumps(all_settings(cfg), indent=2) + "\n",
         stale_files=stale_files,
         write=write,
+        shipped="dashboards",
+        needs=generate.Needs("grafana_foundation_sdk", "grafana-foundation-sdk", "dashboards"),
+        render=render,
     )
     return generate.run_generator(gen, parser.parse_args(argv))

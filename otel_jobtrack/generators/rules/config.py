@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from otel_jobtrack.generators import defaults as d
+from otel_jobtrack.generators import shipped
 
 PREFIX: Final = "JobTrack"
 
@@ -76,8 +77,10 @@ class RulesConfig:
     """Extra label matchers added to every ``jobtrack_*`` selector, e.g. ``job="billing"``."""
     grafana_url: str = "http://localhost:3000"
     """Grafana base URL for the ``dashboard_url`` annotation (``<url>/d/<uid>``)."""
-    runbook_url: str = "docs/runbook.md"
-    """Where the runbook is served; each alert links to ``<runbook_url>#<alert name>``."""
+    runbook_url: str = shipped.doc_url(shipped.RUNBOOK)
+    """Where the runbook is served; each alert links to ``<runbook_url>#<alert name>``. The
+    default is ``docs/runbook.md`` in the project's repository (``otel-jobtrack runbook``
+    prints the copy that is installed); point it at your own copy to add your procedures."""
     interval: str = "1m"
     """Evaluation interval of the rule groups."""
     rate_window: str = "5m"

@@ -131,7 +131,8 @@ compatibility (the project README's scaling section has the details). No rule re
 recorded in its own group, so a ruler that writes its results back through remote write
 (vmalert) sees every recording it reads.
 
-Alerts (see [the runbook](../docs/runbook.md) for what each means and what to check first):
+Alerts (what each means and what to check first: `otel-jobtrack runbook ALERT`, or
+[the runbook]({cfg.runbook_url})):
 
 {alerts}
 
@@ -232,7 +233,6 @@ def main(argv: list[str]) -> int:
         extra=_rules_arguments,
     )
     args = parser.parse_args(argv)
-    yaml = _yaml()
     gen = generate.Generator(
         prog="otel-jobtrack rules",
         default=DEFAULT_CONFIG,
@@ -240,9 +240,20 @@ def main(argv: list[str]) -> int:
         parse_value=_parse_value,
         config_from_mapping=config_from_mapping,
         option_keys=("selector", "grafana_url", "runbook_url"),
-        errors=(OSError, ValueError, yaml.YAMLError),
+        errors=(OSError, ValueError, *_yaml_errors()),
         dump_settings=lambda cfg: _dump(all_settings(cfg)),
         stale_files=stale_files,
         write=write,
+        shipped="alerts",
+        needs=generate.Needs("yaml", "PyYAML", "rules", print_config=True),
+        render=render,
     )
     return generate.run_generator(gen, args)
+
+
+def _yaml_errors() -> tuple[type[Exception], ...]:
+    try:
+        import yaml
+    except ImportError:  # the shipped files need no YAML
+        return ()
+    return (yaml.YAMLError,)
