@@ -1,4 +1,4 @@
-"""The ``otel-jobtrack`` command: demo workload, rule and dashboard generation, benchmarks."""
+"""The ``otel-jobtrack`` command: tracked commands, demo workload, rules, dashboards, benchmarks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import importlib
 import sys
 
 _COMMANDS = {
+    "run": (
+        "otel_jobtrack.tools.run_command",
+        "run any command as one tracked job run (-- command args...)",
+    ),
     "demo": (
         "otel_jobtrack.tools.demo",
         "run a simulated cron/schedule/resource workload serving /metrics",
