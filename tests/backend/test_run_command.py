@@ -17,6 +17,7 @@ from tests.backends import REPO_ROOT, PushgatewayServer, VictoriaMetricsServer
 from tests.helpers import value
 
 CLI = [sys.executable, "-m", "otel_jobtrack"]
+TRUE = ["--", "sh", "-c", "exit 0"]
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +170,7 @@ def test_delivery_is_bounded_by_the_export_timeout(tmp_path: Path) -> None:
     try:
         started = time.monotonic()
         result = subprocess.run(
-            [*CLI, "run", "--job", "cmd.hang", "--kind", "cron", "--export-timeout", "2", "--"]
-            + ["sh", "-c", "exit 0"],  # noqa: RUF005
+            [*CLI, "run", "--job", "cmd.hang", "--kind", "cron", "--export-timeout", "2", *TRUE],
             env=env(OTEL_JOBTRACK_PUSHGATEWAY=f"http://127.0.0.1:{port}"),
             capture_output=True,
             text=True,
