@@ -69,8 +69,8 @@ def when_ready(server: Any) -> None:
     try:
         from otel_jobtrack.exporters.prometheus.app import start_metrics_server
 
-        _state["server"] = start_metrics_server(METRICS_PORT, METRICS_ADDR)
-        logger.info("otel-jobtrack: serving /metrics at %s", _state["server"][0].url)
+        served = _state["server"] = start_metrics_server(METRICS_PORT, METRICS_ADDR)
+        logger.info("otel-jobtrack: serving /metrics at %s", served[0].url)
     except Exception as exc:
         errors.instrumentation_error("gunicorn metrics server", exc)
 
