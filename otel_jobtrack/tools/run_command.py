@@ -16,7 +16,7 @@ one number per line (``echo 42 >> "$OTEL_JOBTRACK_RESOURCES_FILE"``); their sum 
 resources. Signals sent to ``otel-jobtrack run`` (TERM, INT, HUP, QUIT, USR1, USR2) are passed to
 the command; INT and QUIT typed at a terminal already reach the command directly, so they are
 not sent twice. Delivery is chosen by the environment: ``OTEL_JOBTRACK_PUSHGATEWAY`` pushes
-to a Pushgateway (grouped under ``OTEL_SERVICE_NAME``, else the job name);
+to a Pushgateway (grouped under the job name: ``job="nightly.backup"``);
 ``OTEL_METRICS_EXPORTER=otlp`` with the standard ``OTEL_EXPORTER_OTLP_*`` variables exports over
 OTLP; both can be set. Delivery takes at most ``--export-timeout`` seconds after the command
 ended, whatever the backends do.
@@ -200,11 +200,12 @@ def _configure(job: str, timeout: float) -> Exporters | None:
             file=sys.stderr,
         )
         return None
-    push_job = os.environ.get("OTEL_SERVICE_NAME") or job
+    # Grouped under the job's own name: each push replaces its group, so two commands run
+    # by one service (one OTEL_SERVICE_NAME) must not share one.
     return configure(
         names or "none",
         pushgateway=pushgateway,
-        push_job=push_job,
+        push_job=job,
         exit_timeout=timeout,
         push_timeout=timeout,
     )

@@ -60,7 +60,7 @@ def test_output_and_status_unchanged_and_the_run_recorded(gateway: PushgatewaySe
     assert pushed(gateway, c.RESOURCES_TOTAL, "cmd.ok") == 7
     assert pushed(gateway, c.EXPECTED_INTERVAL, "cmd.ok") == 86400
     assert pushed(gateway, c.GRACE, "cmd.ok") == 3600
-    # Grouped under the job name (no service name set).
+    # Grouped under the job name.
     assert value(c.RUNS_TOTAL, gateway.metrics_text(), job="cmd.ok", state="success") == 1
 
 
