@@ -36,16 +36,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from apscheduler.events import (
-    EVENT_JOB_ADDED,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    EVENT_JOB_MODIFIED,
-    JobEvent,
-)
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+try:
+    from apscheduler.events import (
+        EVENT_JOB_ADDED,
+        EVENT_JOB_MAX_INSTANCES,
+        EVENT_JOB_MISSED,
+        EVENT_JOB_MODIFIED,
+        JobEvent,
+    )
+    from apscheduler.schedulers.base import BaseScheduler
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "otel_jobtrack.integrations.apscheduler needs APScheduler 3: "
+        "pip install 'otel-jobtrack[apscheduler]'"
+    ) from exc
 
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.cadence import cron_max_interval

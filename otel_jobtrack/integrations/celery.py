@@ -58,9 +58,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from celery import Celery, signals
-from celery.exceptions import Retry
-from celery.states import IGNORED, REJECTED, RETRY, SUCCESS
+try:
+    from celery import Celery, signals
+    from celery.exceptions import Retry
+    from celery.states import IGNORED, REJECTED, RETRY, SUCCESS
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "otel_jobtrack.integrations.celery needs Celery: pip install 'otel-jobtrack[celery]'"
+    ) from exc
 
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.labels import validate_job_name, validate_kind, validate_seconds
