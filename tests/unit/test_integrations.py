@@ -205,3 +205,22 @@ def test_prefork_without_multiprocess_warns_once(
         instrumentation.uninstrument()
     warnings = [r.getMessage() for r in caplog.records if "prefork" in r.getMessage()]
     assert len(warnings) == 1 and "PROMETHEUS_MULTIPROC_DIR" in warnings[0]
+
+
+def test_the_documented_python_setups_run(tmp_path: Any) -> None:
+    """docs/integrations.md: each Python block imports and defines what it shows."""
+    import re
+
+    text = (REPO_ROOT / "docs" / "integrations.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 4
+    for block in blocks:
+        compile(block, "docs/integrations.md", "exec")
+    celery_setup = next(b for b in blocks if "instrument(\n    app" in b)
+    namespace: dict[str, Any] = {"__name__": "docs_celery"}
+    exec(compile(celery_setup, "docs/integrations.md", "exec"), namespace)
+    app = namespace["app"]
+    app.conf.task_always_eager = True
+    namespace["schedule_tenant"].apply(args=("acme",))
+    assert value(c.RUNS_TOTAL, job_name="billing.schedule_tenant", kind="schedule") == 1
+    jt_celery._instrumented[id(app)].uninstrument()
