@@ -49,6 +49,7 @@ __all__ = [
     "VMALERT_TOOL_PORT",
     "VMAgentServer",
     "VMAlertServer",
+    "RedisServer",
     "VictoriaMetricsServer",
     "backend_bins",
     "bin_path",
@@ -60,6 +61,7 @@ __all__ = [
     "prometheus_factory",
     "promtool",
     "pushgateway",
+    "redis_server",
     "victoria_metrics",
     "victoria_metrics_factory",
     "vmagent_factory",
@@ -1163,3 +1165,80 @@ def vmalert_factory(
 ) -> Iterator[Callable[..., VMAlertServer]]:
     """Factory ``(**VMAlertServer kwargs) -> started vmalert``; stops all after."""
     yield from _started_servers(VMAlertServer, "vmalert", tmp_path_factory)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A real ``redis-server`` (Debian's package, installed by ``scripts/install-system-packages``)
+    on 127.0.0.1:<free port>, without persistence, in its own directory."""
+
+    def __init__(self, workdir: str | os.PathLike[str]) -> None:
+        self.workdir = Path(workdir)
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.workdir / "redis.log"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> RedisServer:
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if not os.access(exe, os.X_OK):
+            raise BackendError(
+                "redis-server is missing: run scripts/install-system-packages (as root)"
+            )
+        for _attempt in range(3):
+            self.port = free_port()
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                [
+                    exe,
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            deadline = time.monotonic() + READY_TIMEOUT
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                        s.sendall(b"PING\r\n")
+                        if s.recv(64).startswith(b"+PONG"):
+                            return self
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise BackendError(f"redis-server did not start; log:\n{_tail(self.log_path)}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real Redis for the whole session (tests use their own database numbers)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -39,6 +39,9 @@ MAX_RUNTIME: Final = "jobtrack_job_max_runtime_seconds"
 INSTRUMENTATION_ERRORS: Final = "jobtrack_instrumentation_errors_total"
 EXPORT_ERRORS: Final = "jobtrack_export_errors_total"
 OVERFLOW_RUNS: Final = "jobtrack_overflow_runs_total"
+KILLED_RUNS: Final = "jobtrack_killed_runs_total"
+"""Multiprocess mode: runs whose process died while they were in progress (each also counted
+in ``jobtrack_runs_total{state="failure"}``), labelled like ``jobtrack_runs_in_progress``."""
 
 DURATION_BUCKETS: Final = (
     0.005,
@@ -76,4 +79,5 @@ HELP: Final = {
     INSTRUMENTATION_ERRORS: "Problems inside otel-jobtrack itself; the jobs were not affected.",
     EXPORT_ERRORS: "Failed attempts to deliver metrics to a backend.",
     OVERFLOW_RUNS: "Runs counted under __overflow__ because a cardinality limit was reached.",
+    KILLED_RUNS: "Runs whose process died while they were in progress; also counted as failures.",
 }

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 import wrapt
 
 from otel_jobtrack._core.labels import validate_job_name, validate_kind
+from otel_jobtrack._core.naming import default_job_name
 from otel_jobtrack._core.run import Job, Run, Seconds, get_job
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,10 +36,11 @@ def tracked(
 ) -> Callable[[F], F]:
     """Decorate a job so each call is one tracked run.
 
-    ``job_name`` defaults to the function's module and qualified name. The tenant is either a
-    fixed value (``tenant=``) or read from the call's arguments (``tenant_arg="tenant_id"``,
-    or a dotted path such as ``"tenant.slug"`` to take an attribute of an argument). Other
-    options are those of :func:`otel_jobtrack.track_run`.
+    ``job_name`` defaults to the function's module and qualified name (for a script run as
+    ``python nightly_backup.py``: ``nightly_backup.main``, not ``__main__.main``). The tenant
+    is either a fixed value (``tenant=``) or read from the call's arguments
+    (``tenant_arg="tenant_id"``, or a dotted path such as ``"tenant.slug"`` to take an
+    attribute of an argument). Other options are those of :func:`otel_jobtrack.track_run`.
     """
     if tenant is not None and tenant_arg is not None:
         raise ValueError("give either tenant= or tenant_arg=, not both")
@@ -52,7 +54,7 @@ def tracked(
 
     def decorate(func: F) -> F:
         target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
-        name = job_name or f"{target.__module__}.{target.__qualname__}"
+        name = job_name or default_job_name(target)
         job = get_job(
             name, kind, limited_exceptions, suppress_limited, every, cron, grace, max_runtime
         )

@@ -7,8 +7,9 @@ When configuration happens (nothing happens at import: no threads, sockets or SD
 2. Otherwise, once, when the first tracked run of the process starts: if the application has
    set an SDK ``MeterProvider`` as the global provider, otel-jobtrack records through it and
    configures nothing (the instrumentation-library convention); if it has not, and
-   ``OTEL_METRICS_EXPORTER`` is set, otel-jobtrack configures itself from the environment
-   exactly as ``configure()`` would. With neither, only ``/metrics`` has the series.
+   ``OTEL_METRICS_EXPORTER`` or ``OTEL_JOBTRACK_PUSHGATEWAY`` is set, otel-jobtrack
+   configures itself from the environment exactly as ``configure()`` would. With neither,
+   only ``/metrics`` has the series.
 
 An application-owned provider always wins: ``configure()`` then only attaches to it (and still
 sets up the Pushgateway). A provider built here is private: it is not made the global provider,
@@ -45,6 +46,8 @@ EXPORTERS = ("otlp", "prometheus", "console", "none")
 """Values understood in ``OTEL_METRICS_EXPORTER`` / ``configure(exporters=...)``."""
 
 PROTOCOLS = ("http/protobuf", "grpc")
+PUSHGATEWAY_ENV = "OTEL_JOBTRACK_PUSHGATEWAY"
+"""Pushgateway URL to push to at exit, with no code (as ``configure(pushgateway=...)``)."""
 DEFAULT_EXIT_TIMEOUT = 10.0
 DEFAULT_PUSH_TIMEOUT = 5.0
 
@@ -288,7 +291,9 @@ def configure(
     ``PrometheusMetricReader`` gets no instruments: it serves prometheus_client's default
     registry, where otel-jobtrack's collector already provides the ``jobtrack_*`` families.
 
-    ``pushgateway``: URL of a Pushgateway to push to at exit (and on ``flush()``), under
+    ``pushgateway``: URL of a Pushgateway (default ``OTEL_JOBTRACK_PUSHGATEWAY``) to push to
+    at exit (and on ``flush()``); given without ``exporters`` (and without
+    ``OTEL_METRICS_EXPORTER``), it is the only destination: no OTLP is attempted. Pushed under
     ``push_job`` (default: the service name, else the script's name) and
     ``push_grouping_key``, each push bounded by ``push_timeout`` seconds.
 
@@ -319,7 +324,9 @@ def _configure(**settings: Any) -> Exporters:
     push_timeout = float(settings["push_timeout"])
     if not exit_timeout > 0 or not push_timeout > 0:
         raise ValueError("exit_timeout and push_timeout must be positive seconds")
-    names = _exporter_names(settings["exporters"])
+    if settings["pushgateway"] is None:
+        settings["pushgateway"] = os.environ.get(PUSHGATEWAY_ENV, "").strip() or None
+    names = _exporter_names(settings["exporters"], pushgateway=settings["pushgateway"])
     protocol = _protocol(settings["protocol"]) if "otlp" in names else ""
     if settings["pushgateway"] is not None:
         check_push_target(settings["pushgateway"], settings["push_grouping_key"] or {})
@@ -539,9 +546,14 @@ def _shutdown_provider(provider: object, timeout: float) -> None:
         shutdown(timeout_millis=timeout * 1000)
 
 
-def _exporter_names(exporters: str | Sequence[str] | None) -> tuple[str, ...]:
+def _exporter_names(
+    exporters: str | Sequence[str] | None, pushgateway: str | None = None
+) -> tuple[str, ...]:
     if exporters is None:
-        exporters = os.environ.get("OTEL_METRICS_EXPORTER") or "otlp"
+        # A Pushgateway alone means push only: also trying OTLP on localhost:4318 would print
+        # connection errors on every run of a cron script (and cron mails them).
+        default = "none" if pushgateway else "otlp"
+        exporters = os.environ.get("OTEL_METRICS_EXPORTER") or default
     if isinstance(exporters, str):
         exporters = exporters.split(",")
     names = tuple(dict.fromkeys(n.strip().lower() for n in exporters if n.strip()))
@@ -700,7 +712,10 @@ def auto_configure() -> Exporters | None:
             provider = _global_sdk_provider()
             if provider is not None:
                 return _configure(**_defaults(meter_provider=provider))
-            if os.environ.get("OTEL_METRICS_EXPORTER", "").strip():
+            if (
+                os.environ.get("OTEL_METRICS_EXPORTER", "").strip()
+                or os.environ.get(PUSHGATEWAY_ENV, "").strip()
+            ):
                 return _configure(**_defaults())
         except Exception as exc:
             # A job must never fail because its metrics could not be set up.

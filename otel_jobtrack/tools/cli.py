@@ -1,5 +1,5 @@
-"""The ``otel-jobtrack`` command: demo workload, rules, dashboards, runbook, status and
-reports from a Prometheus API, benchmarks."""
+"""The ``otel-jobtrack`` command: tracked commands, demo workload, rules, dashboards, runbook,
+status and reports from a Prometheus API, benchmarks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from otel_jobtrack import __version__
 from otel_jobtrack._core import extras
 
 _COMMANDS = {
+    "run": (
+        "otel_jobtrack.tools.run_command",
+        "run any command as one tracked job run (-- command args...)",
+    ),
     "demo": (
         "otel_jobtrack.tools.demo",
         "run a simulated cron/schedule/resource workload serving /metrics",

@@ -11,8 +11,11 @@ aggregates across processes:
 - ``jobtrack_last_run_timestamp_seconds`` and the declared cadence gauges: maximum, and they
   survive the process that wrote them, so a dead worker's last success is still known.
 
-Call ``prometheus_client.multiprocess.mark_process_dead(pid)`` when a worker exits (gunicorn's
-``child_exit`` hook), as for any prometheus_client multiprocess setup.
+When a process dies, its runs in progress are finished as failures and counted in
+``jobtrack_killed_runs_total`` (see :mod:`.dead_processes`): call :func:`mark_process_dead`
+(which includes prometheus_client's) from gunicorn's ``child_exit`` hook; the registry built by
+:func:`multiprocess_registry` also sweeps the serving process's dead children at every scrape
+(a Celery prefork parent gets no notice when a pool child is SIGKILLed).
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ from prometheus_client.registry import Collector
 from otel_jobtrack._core import contract as c
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.store import STORE, Cadence, Series, Store
+from otel_jobtrack.exporters.prometheus.dead_processes import (
+    mark_process_dead,
+    register_process,
+    safe_sweep,
+    sweep_dead_processes,
+)
+
+__all__ = [
+    "MultiprocessSink",
+    "enable",
+    "mark_process_dead",
+    "multiprocess_registry",
+    "sweep_dead_processes",
+]
 
 _LE = [str(float(b)) for b in c.DURATION_BUCKETS] + ["+Inf"]
 _RUN_LABELS = list(c.RUN_LABELS)
@@ -215,10 +232,12 @@ class MultiprocessSink:
 
     def __init__(self, directory: str) -> None:
         self.value_class = _value_class()
+        _register(directory)
         self.own = _OwnFiles(directory)
 
     def after_fork(self) -> None:
         """A forked child writes its own files, starting from zero (the store is reset too)."""
+        _register(self.own.directory)
         self.own = _OwnFiles(self.own.directory)
 
     def _files(self, series: Series) -> _SeriesFiles:
@@ -278,13 +297,26 @@ class MultiprocessSink:
                 gauges.position(key, value)
 
 
-class _JobtrackMultiProcessCollector(Collector):
-    """``MultiProcessCollector`` minus placeholders (an idle process's oldest start is +Inf)."""
+def _register(directory: str) -> None:
+    """Let a sweep find this process once it has died (never breaks the process)."""
+    try:
+        register_process(directory)
+    except Exception as exc:
+        errors.instrumentation_error("multiprocess register", exc)
 
-    def __init__(self, path: str | None = None) -> None:
+
+class _JobtrackMultiProcessCollector(Collector):
+    """``MultiProcessCollector`` minus placeholders (an idle process's oldest start is +Inf),
+    after sweeping the serving process's dead children."""
+
+    def __init__(self, path: str | None = None, sweep: bool = True) -> None:
         self._inner = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+        self._path = self._inner._path
+        self._sweep = sweep
 
     def collect(self) -> Iterable[Metric]:
+        if self._sweep:
+            safe_sweep(self._path)
         for metric in self._inner.collect():  # type: ignore[no-untyped-call]
             if metric.name == c.OLDEST_RUN_START:
                 metric.samples = [s for s in metric.samples if not math.isinf(s.value)]
@@ -352,8 +384,12 @@ def _fresh_value_lock() -> None:
                 cell.cell_contents = threading.Lock()
 
 
-def multiprocess_registry(path: str | None = None) -> CollectorRegistry:
-    """A registry that sums every process's files; serve it from one process."""
+def multiprocess_registry(path: str | None = None, *, sweep: bool = True) -> CollectorRegistry:
+    """A registry that sums every process's files; serve it from one process.
+
+    With ``sweep`` (default), each collection first finishes the runs of this process's
+    children that died with runs in progress (:func:`sweep_dead_processes`).
+    """
     registry = CollectorRegistry()
-    registry.register(_JobtrackMultiProcessCollector(path))
+    registry.register(_JobtrackMultiProcessCollector(path, sweep=sweep))
     return registry
