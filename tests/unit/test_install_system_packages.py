@@ -18,10 +18,10 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_packages_are_a_list_with_chromium() -> None:
+def test_packages_are_a_list_with_the_programs_the_tests_drive() -> None:
     text = SCRIPT.read_text()
     block = text.split("PACKAGES=(", 1)[1].split(")", 1)[0]
-    assert [line.strip() for line in block.strip().splitlines()] == ["chromium"]
+    assert [line.strip() for line in block.strip().splitlines()] == ["chromium", "redis-server"]
 
 
 def test_usage() -> None:

@@ -232,13 +232,14 @@ class MultiprocessSink:
 
     def __init__(self, directory: str) -> None:
         self.value_class = _value_class()
-        _register(directory)
+        # Own files first: a directory we cannot write is one setup error, not two.
         self.own = _OwnFiles(directory)
+        _register(directory)
 
     def after_fork(self) -> None:
         """A forked child writes its own files, starting from zero (the store is reset too)."""
-        _register(self.own.directory)
         self.own = _OwnFiles(self.own.directory)
+        _register(self.own.directory)
 
     def _files(self, series: Series) -> _SeriesFiles:
         files = series.exporter_cache.get(self._key)
