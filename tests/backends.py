@@ -1,5 +1,5 @@
 """Real metric backends for tests: Prometheus, promtool, Pushgateway, VictoriaMetrics (with
-vmalert, vmagent and vmalert-tool from the same package).
+vmalert, vmagent and vmalert-tool from the same package), Alertmanager and amtool.
 
 Binaries live in ``.cache/backends/bin`` (git-ignored) and are installed by
 ``scripts/install-backends`` on first use. Every server runs as a subprocess bound to
@@ -8,8 +8,9 @@ Binaries live in ``.cache/backends/bin`` (git-ignored) and are installed by
 Use from ``tests/conftest.py`` with ``pytest_plugins = ["tests.backends"]`` (or
 ``from tests.backends import *``) to get the fixtures ``backend_bins``,
 ``prometheus_factory``, ``prometheus``, ``pushgateway``, ``victoria_metrics``,
-``victoria_metrics_factory``, ``vmagent_factory``, ``vmalert_factory`` and
-``exposition_server``; :func:`promtool` and :func:`vmalert_tool` run the rule testers.
+``victoria_metrics_factory``, ``vmagent_factory``, ``vmalert_factory``,
+``alertmanager_factory``, ``webhook_receiver`` and ``exposition_server``; :func:`promtool` and
+:func:`vmalert_tool` run the rule testers, :func:`amtool` Alertmanager's.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pytest
 import yaml
 
 __all__ = [
+    "AlertmanagerServer",
     "BIN_DIR",
     "BACKEND_NAMES",
     "CACHE_DIR",
@@ -51,6 +53,9 @@ __all__ = [
     "VMAlertServer",
     "RedisServer",
     "VictoriaMetricsServer",
+    "WebhookReceiver",
+    "alertmanager_factory",
+    "amtool",
     "backend_bins",
     "bin_path",
     "ensure_backends",
@@ -67,6 +72,7 @@ __all__ = [
     "vmagent_factory",
     "vmalert_factory",
     "vmalert_tool",
+    "webhook_receiver",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +87,8 @@ BACKEND_NAMES = (
     "vmalert",
     "vmagent",
     "vmalert-tool",
+    "alertmanager",
+    "amtool",
 )
 
 READY_TIMEOUT = float(os.environ.get("BACKENDS_READY_TIMEOUT", "30"))
@@ -150,6 +158,21 @@ def promtool(
     if check and proc.returncode != 0:
         raise BackendError(
             f"{' '.join(cmd[1:])} exited {proc.returncode}\n"
+            f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
+        )
+    return proc
+
+
+def amtool(
+    *args: str | os.PathLike[str], check: bool = False, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``amtool ARGS`` offline (``check-config``, ``config routes test``) and return the
+    completed process (text mode, output captured); ``check=True`` raises on a non-zero exit."""
+    cmd = [str(bin_path("amtool")), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise BackendError(
+            f"amtool {' '.join(cmd[1:])} exited {proc.returncode}\n"
             f"--- stdout ---\n{proc.stdout}\n--- stderr ---\n{proc.stderr}"
         )
     return proc
@@ -544,7 +567,8 @@ class PrometheusServer(_PromQueryAPI):
     ``job -> [targets]``. A target may also be a full URL
     (``http://127.0.0.1:8000/custom/metrics``) to set scheme and metrics path.
     Started with ``--web.enable-lifecycle`` (for :meth:`reload`), the admin API and the
-    remote-write receiver.
+    remote-write receiver. ``alertmanagers`` (``host:port`` each) receive the firing and
+    resolved alerts.
     """
 
     binary = "prometheus"
@@ -559,10 +583,12 @@ class PrometheusServer(_PromQueryAPI):
         workdir: str | os.PathLike[str] | None = None,
         honor_labels: bool = False,
         extra_scrape_configs: Sequence[Mapping[str, Any]] = (),
+        alertmanagers: Sequence[str] = (),
         ready_timeout: float = READY_TIMEOUT,
     ) -> None:
         super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
         self.scrape_targets: Targets = scrape_targets or []
+        self.alertmanagers = list(alertmanagers)
         self.rule_files = [Path(p).resolve() for p in rule_files]
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
@@ -587,7 +613,7 @@ class PrometheusServer(_PromQueryAPI):
                 }
             )
         scrape_configs.extend(self.extra_scrape_configs)
-        return {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
@@ -596,6 +622,11 @@ class PrometheusServer(_PromQueryAPI):
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": scrape_configs,
         }
+        if self.alertmanagers:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]
+            }
+        return config
 
     def write_config(self) -> Path:
         """(Re)write prometheus.yml from the current attributes."""
@@ -1013,6 +1044,162 @@ class VMAlertServer(_Server):
         raise AssertionError(f"vmalert rules not evaluated after {timeout}s: {groups}")
 
 
+# --------------------------------------------------------------------------- Alertmanager
+
+
+ALERTMANAGER_TEMPLATES_LINK = "alertmanager-templates"
+"""Where the installed Alertmanager looks for its notification templates, relative to its
+working directory (``scripts/install-backends`` relocates Debian's compiled-in
+``/usr/share/prometheus/alertmanager`` there)."""
+
+
+class AlertmanagerServer(_Server):
+    """A real Alertmanager (Debian's ``prometheus-alertmanager``) with ``config`` (a mapping,
+    or YAML text as shipped), checked by ``amtool check-config`` before it starts.
+
+    Clustering is off (no gossip port: every test gets its own instance); notification state
+    and silences live in the working directory, and so does the link to the package's
+    notification templates that ``scripts/install-backends`` points the binary at
+    (:data:`ALERTMANAGER_TEMPLATES_LINK`). :attr:`target` goes into Prometheus' ``alerting``
+    section; :meth:`alerts` reads what it holds, with its inhibition state.
+    """
+
+    binary = "alertmanager"
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | str,
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
+        super().__init__(workdir=workdir, extra_args=extra_args, ready_timeout=ready_timeout)
+        self.config = config
+        self.config_path = self.workdir / "alertmanager.yml"
+
+    def _prepare(self) -> None:
+        templates = (
+            Path(bin_path(self.binary)).resolve().parents[1] / "share/prometheus/alertmanager"
+        )
+        link = self.workdir / ALERTMANAGER_TEMPLATES_LINK
+        if not link.is_symlink():
+            link.symlink_to(templates, target_is_directory=True)
+        text = self.config if isinstance(self.config, str) else yaml.safe_dump(dict(self.config))
+        self.config_path.write_text(text)
+        amtool("check-config", self.config_path, check=True)
+
+    def _args(self) -> list[str]:
+        return [
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+            "--log.level=debug",
+        ]
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for Prometheus' ``alerting.alertmanagers`` static config."""
+        return f"127.0.0.1:{self.port}"
+
+    def api(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET ``/api/v2/<path>`` and return the decoded JSON."""
+        return json.loads(self.get(f"/api/v2/{path.lstrip('/')}", params))
+
+    def alerts(self, **filters: Any) -> list[dict[str, Any]]:
+        """Alerts it holds (``/api/v2/alerts``), each with ``status.state`` (``active``,
+        ``suppressed``) and ``status.inhibitedBy``; ``filters`` are the API's query
+        parameters (``active``, ``inhibited``, ``silenced``, ``receiver``...)."""
+        return list(self.api("alerts", filters))
+
+    def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
+        """Send alerts as Prometheus would (``labels``, ``annotations``, ``startsAt``,
+        ``endsAt``)."""
+        status, body = http_request(
+            "POST",
+            self.url + "/api/v2/alerts",
+            data=json.dumps(list(alerts)),
+            headers={"Content-Type": "application/json"},
+        )
+        if status != 200:
+            raise BackendError(f"POST /api/v2/alerts -> {status}: {body[:2000]!r}")
+
+
+class WebhookReceiver:
+    """In-process HTTP server that records every JSON body POSTed to it, with the path it
+    was posted to: an Alertmanager webhook receiver (one path per receiver)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._received: list[tuple[str, Any]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"undecodable": raw.decode(errors="replace")}
+                with owner._lock:
+                    owner._received.append((self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def url(self, path: str = "/") -> str:
+        """The URL to post to, e.g. ``url("/page")`` for one receiver."""
+        return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
+
+    @property
+    def received(self) -> list[tuple[str, Any]]:
+        """``(path, JSON body)`` of every POST so far, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._received)
+
+    def wait_for(
+        self,
+        predicate: Callable[[list[tuple[str, Any]]], bool],
+        timeout: float = 30.0,
+        what: str = "",
+    ) -> list[tuple[str, Any]]:
+        """Poll until ``predicate(received)`` holds; return what was received by then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            received = self.received
+            if predicate(received):
+                return received
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"webhook: timed out after {timeout}s waiting for {what or predicate}; "
+                    f"received {json.dumps(received, indent=1)[:6000]}"
+                )
+            time.sleep(0.1)
+
+    def start(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------- exposition
 
 
@@ -1165,6 +1352,22 @@ def vmalert_factory(
 ) -> Iterator[Callable[..., VMAlertServer]]:
     """Factory ``(**VMAlertServer kwargs) -> started vmalert``; stops all after."""
     yield from _started_servers(VMAlertServer, "vmalert", tmp_path_factory)
+
+
+@pytest.fixture
+def alertmanager_factory(
+    backend_bins: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., AlertmanagerServer]]:
+    """Factory ``(config, **AlertmanagerServer kwargs) -> started Alertmanager``; stops all
+    after."""
+    yield from _started_servers(AlertmanagerServer, "alertmanager", tmp_path_factory)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A started in-process webhook receiver recording what is posted to it."""
+    with WebhookReceiver() as receiver:
+        yield receiver
 
 
 # --------------------------------------------------------------------------- Redis

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from tests.backends import (
     BIN_DIR,
+    AlertmanagerServer,
     ExpositionServer,
     PrometheusServer,
     PushgatewayServer,
     VictoriaMetricsServer,
+    WebhookReceiver,
+    amtool,
     http_request,
     promtool,
 )
@@ -32,6 +38,8 @@ def test_binaries_installed(backend_bins: dict[str, Path]) -> None:
         "vmalert",
         "vmagent",
         "vmalert-tool",
+        "alertmanager",
+        "amtool",
     }
     for path in backend_bins.values():
         assert path.parent == BIN_DIR and path.exists()
@@ -152,3 +160,102 @@ def test_servers_as_context_managers(tmp_path: Path) -> None:
         assert pg.running
         proc = pg.proc
     assert not pg.running and proc is not None and proc.returncode is not None
+
+
+SMOKE_ALERTMANAGER: dict[str, Any] = {
+    "route": {
+        "receiver": "chat",
+        "group_by": ["service"],
+        "group_wait": "0s",
+        "group_interval": "1s",
+        "routes": [{"matchers": ['severity="page"'], "receiver": "pager"}],
+    },
+    "inhibit_rules": [
+        {
+            "source_matchers": ['alertname="HostDown"'],
+            "target_matchers": ['alertname="ServiceDown"'],
+            "equal": ["host"],
+        }
+    ],
+    "receivers": [
+        {"name": name, "webhook_configs": [{"url": "", "send_resolved": True}]}
+        for name in ("chat", "pager")
+    ],
+}
+
+
+def _smoke_alertmanager_config(webhook: WebhookReceiver) -> dict[str, Any]:
+    """Two receivers posting to the webhook, each under its own path."""
+    config = copy.deepcopy(SMOKE_ALERTMANAGER)
+    for receiver in config["receivers"]:
+        receiver["webhook_configs"][0]["url"] = webhook.url(receiver["name"])
+    return config
+
+
+def test_amtool_checks_configs_and_routes(
+    tmp_path: Path, webhook_receiver: WebhookReceiver
+) -> None:
+    good = tmp_path / "good.yml"
+    good.write_text(yaml.safe_dump(_smoke_alertmanager_config(webhook_receiver)))
+    assert amtool("check-config", good).returncode == 0
+    routed = amtool("config", "routes", "test", f"--config.file={good}", "severity=page")
+    assert routed.stdout.strip() == "pager", routed.stdout + routed.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text("route: {receiver: nobody}\nreceivers: []\n")
+    checked = amtool("check-config", bad)
+    assert checked.returncode != 0 and "nobody" in checked.stdout + checked.stderr
+
+
+def test_alertmanager_routes_inhibits_and_resolves(
+    alertmanager_factory: Callable[..., AlertmanagerServer],
+    webhook_receiver: WebhookReceiver,
+    prometheus_factory: Callable[..., PrometheusServer],
+    exposition_server: ExpositionServer,
+    tmp_path: Path,
+) -> None:
+    am = alertmanager_factory(_smoke_alertmanager_config(webhook_receiver))
+    # Posted directly: the cause and its effect on the same host, and an unrelated page.
+    am.post_alerts(
+        [
+            {"labels": {"alertname": "HostDown", "host": "h1", "severity": "page"}},
+            {"labels": {"alertname": "ServiceDown", "host": "h1", "service": "api"}},
+            {"labels": {"alertname": "ServiceDown", "host": "h2", "service": "web"}},
+        ]
+    )
+    webhook_receiver.wait_for(lambda got: len(got) >= 2, what="two notifications")
+    (inhibited,) = am.alerts(inhibited=True, active=False)
+    assert inhibited["labels"]["host"] == "h1" and inhibited["status"]["state"] == "suppressed"
+    assert inhibited["status"]["inhibitedBy"]
+
+    # A Prometheus alert reaches it, and its end arrives as a resolved notification.
+    rules = tmp_path / "smoke.rules.yml"
+    rules.write_text(
+        "groups:\n- name: smoke\n  rules:\n  - alert: SmokeHigh\n    expr: smoke_value > 1\n"
+        "    labels: {severity: page, service: smoke}\n"
+    )
+    exposition_server.text = "smoke_value 3\n"
+    prom = prometheus_factory(
+        scrape_targets=[exposition_server.target], rule_files=[rules], alertmanagers=[am.target]
+    )
+    prom.wait_for_targets_up()
+
+    def smoke(status: str) -> Callable[[list[tuple[str, Any]]], bool]:
+        return lambda got: any(
+            path == "/pager" and body["groupLabels"] == {"service": "smoke"}
+            and body["status"] == status
+            for path, body in got
+        )  # fmt: skip
+
+    webhook_receiver.wait_for(smoke("firing"), what="SmokeHigh firing")
+    exposition_server.text = "smoke_value 0\n"
+    webhook_receiver.wait_for(smoke("resolved"), what="SmokeHigh resolved")
+    by_group = {
+        (path, tuple(sorted(body["groupLabels"].items())), body["status"])
+        for path, body in webhook_receiver.received
+    }
+    assert by_group == {
+        ("/chat", (("service", "web"),), "firing"),
+        ("/pager", (), "firing"),
+        ("/pager", (("service", "smoke"),), "firing"),
+        ("/pager", (("service", "smoke"),), "resolved"),
+    }
