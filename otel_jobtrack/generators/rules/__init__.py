@@ -32,6 +32,7 @@ from otel_jobtrack.generators.rules.alerts import (
     alert_specs,
     dashboard_url,
     runbook_anchor,
+    with_target_labels,
 )
 from otel_jobtrack.generators.rules.config import (
     ALERT_NAMES,
@@ -49,7 +50,10 @@ from otel_jobtrack.generators.rules.config import (
     RUN_STUCK,
     RUNS_BELOW_EXPECTED,
     RUNS_LIMITED,
+    TARGET_LABELS,
+    Inhibition,
     RulesConfig,
+    inhibitions,
 )
 from otel_jobtrack.generators.rules.files import (
     KUBERNETES_FILE,
@@ -77,6 +81,7 @@ from otel_jobtrack.generators.rules.names import (
     EXPECTED_INTERVAL,
     GRACE,
     JOBS_PER_TARGET,
+    LAST_RUN_TARGET,
     LAST_SUCCESS,
     MAX_RUNTIME,
     OLDEST_RUN_START,
@@ -120,6 +125,7 @@ __all__ = [
     "IQR_TO_SIGMA",
     "JOBS_PER_TARGET",
     "KUBERNETES_FILE",
+    "LAST_RUN_TARGET",
     "LAST_SUCCESS",
     "MAX_RUNTIME",
     "MISSED_RUN",
@@ -148,7 +154,9 @@ __all__ = [
     "RUN_FAILURES",
     "RUN_STUCK",
     "SCHEDULE_DASHBOARD_UID",
+    "TARGET_LABELS",
     "AlertSpec",
+    "Inhibition",
     "Names",
     "RulesConfig",
     "alert_rules",
@@ -158,6 +166,7 @@ __all__ = [
     "config_from_mapping",
     "dashboard_url",
     "format_duration",
+    "inhibitions",
     "load_config",
     "main",
     "parse_duration",
@@ -166,5 +175,6 @@ __all__ = [
     "rule_groups",
     "runbook_anchor",
     "stale_files",
+    "with_target_labels",
     "write",
 ]

@@ -77,6 +77,25 @@ def _enough_runs(cfg: RulesConfig, n: Names) -> str:
     return f"and on ({KJT})\n{n.runs_in_window} >= {number(cfg.min_runs)}"
 
 
+def with_target_labels(cfg: RulesConfig, expr: str, by: str) -> str:
+    """``expr`` (one series per ``by``) labelled with the target that reported the job's
+    latest run (``cfg.target_labels``; read over the lookback, so they outlive the target).
+
+    An alert about a job whose target is down then shares the target's labels with
+    ``JobTrackExporterDown``, and Alertmanager can inhibit one by the other. The value is
+    unchanged; a job without such a record (rules older than the recording) keeps its alert,
+    without the labels.
+    """
+    n = Names.for_config(cfg)
+    lb = canonical_duration(cfg.lookback)
+    latest = f"topk by ({by}) (1, last_over_time({n.last_run_target}[{lb}]))"
+    return (
+        f"{expr}\n"
+        f"+ on ({by}) group_left ({', '.join(cfg.target_labels)})\n"
+        f"(\n    0 * {latest}\n  or on ({by})\n    0 * {expr}\n)"
+    )
+
+
 def _self_errors(cfg: RulesConfig, metric: str, label: str) -> str:
     sel_ = sel(cfg, metric)
     by = f"job, instance, {label}"
@@ -99,9 +118,10 @@ def missed_run(cfg: RulesConfig) -> AlertSpec:
     last_success = f"last_over_time({n.last_success}[{lb}])"
     if not cfg.missed_run_per_tenant:
         last_success = f"max by ({KJ}) ({last_success})"
+    last_success = with_target_labels(cfg, last_success, KJT if cfg.missed_run_per_tenant else KJ)
     interval = f"last_over_time({n.expected_interval}[{lb}])"
     expr = (
-        f"time() - {last_success}\n"
+        f"time()\n- (\n{indent(last_success)}\n)\n"
         f"> on ({KJ}) group_left ()\n"
         "(\n"
         f"    {interval}\n"
@@ -149,9 +169,10 @@ def exporter_down(cfg: RulesConfig) -> AlertSpec:
     """A scrape target that exported job metrics is down."""
     n = Names.for_config(cfg)
     lb = canonical_duration(cfg.lookback)
+    targets = ", ".join(cfg.target_labels)
     return AlertSpec(
         EXPORTER_DOWN,
-        f"last_over_time({n.jobs_per_target}[{lb}])\nand on (job, instance)\nup == 0",
+        f"last_over_time({n.jobs_per_target}[{lb}])\nand on ({targets})\nup == 0",
         "Job metrics of {{ $labels.instance }} cannot be scraped",
         "a target that exported job metrics cannot be scraped",
         "Prometheus cannot scrape {{ $labels.instance }} (scrape job {{ $labels.job }}), "

@@ -1,11 +1,14 @@
-"""The settings the rules are generated from, and the alert names they refer to."""
+"""The settings the rules (and the Alertmanager configuration for them) are generated from,
+and the alert names they refer to."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from otel_jobtrack._core import contract as c
 from otel_jobtrack.generators import defaults as d
 from otel_jobtrack.generators import shipped
 
@@ -39,10 +42,13 @@ ALERT_NAMES: Final = (
     EXPORT_ERRORS,
 )
 
+# A stuck run and an unreachable exporter silence the missed runs they cause in Alertmanager
+# (inhibitions() below), so they page in their place: critical, and no slower than the
+# missed run (an inhibition works only once its source fires).
 _DEFAULT_SEVERITIES: Final = {
     MISSED_RUN: "critical",
-    RUN_STUCK: "warning",
-    EXPORTER_DOWN: "warning",
+    RUN_STUCK: "critical",
+    EXPORTER_DOWN: "critical",
     RUN_FAILURES: "warning",
     RUNS_LIMITED: "warning",
     RESOURCES_ZERO: "warning",
@@ -56,7 +62,7 @@ _DEFAULT_SEVERITIES: Final = {
 _DEFAULT_FOR: Final = {
     MISSED_RUN: "1m",
     RUN_STUCK: "1m",
-    EXPORTER_DOWN: "5m",
+    EXPORTER_DOWN: "1m",
     RUN_FAILURES: "5m",
     RUNS_LIMITED: "15m",
     RESOURCES_ZERO: "15m",
@@ -67,6 +73,54 @@ _DEFAULT_FOR: Final = {
     INSTRUMENTATION_ERRORS: "0s",
     EXPORT_ERRORS: "10m",
 }
+
+
+TARGET_LABELS: Final = ("job", "instance")
+"""Prometheus' labels of a scrape target: the scrape job and the ``host:port`` scraped."""
+
+
+@dataclass(frozen=True)
+class Inhibition:
+    """While ``source`` fires, Alertmanager silences the ``target`` alerts that share the
+    ``equal`` labels with it: one cause, one page."""
+
+    source: str
+    target: str
+    equal: tuple[str, ...]
+    why: str
+    """One plain line for the generated README and the configuration's comments."""
+
+
+def inhibitions(cfg: RulesConfig) -> list[Inhibition]:
+    """The inhibitions of the Alertmanager configuration, for the alerts ``cfg`` enables.
+
+    The labels they compare are on both alerts by construction: ``JobTrackExporterDown`` is
+    per target (``target_labels``), the missed-run alert keeps the target labels of the
+    job's latest run, and the stuck and missed runs share the job (and tenant) labels.
+    """
+    job = (*c.JOB_LABELS, "tenant") if cfg.missed_run_per_tenant else c.JOB_LABELS
+    found = [
+        Inhibition(
+            EXPORTER_DOWN,
+            MISSED_RUN,
+            cfg.target_labels,
+            "an unreachable exporter silences the missed runs of the jobs it reported",
+        ),
+        Inhibition(
+            RUN_STUCK,
+            MISSED_RUN,
+            tuple(job),
+            "a stuck run silences the missed run of the same job"
+            + (" and tenant" if cfg.missed_run_per_tenant else ""),
+        ),
+    ]
+    return [i for i in found if i.source not in cfg.disabled and i.target not in cfg.disabled]
+
+
+ALERTMANAGER_PLACEHOLDER_URL: Final = "http://replace-me.invalid/"
+"""Where the example receivers post until they are replaced (``.invalid`` never resolves, so
+a forgotten placeholder fails in Alertmanager's log instead of notifying anyone)."""
+_LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -119,6 +173,12 @@ class RulesConfig:
     """...and grow by at least this many seconds (5 ms to 10 ms is not worth a page)."""
     missed_run_per_tenant: bool = True
     """Judge missed runs per tenant (``False``: one alert per job, any tenant's success counts)."""
+    target_labels: tuple[str, ...] = TARGET_LABELS
+    """Labels that name the scrape target a job's metrics come from (Prometheus' ``job`` and
+    ``instance``; add e.g. ``cluster`` when targets are told apart by more). The exporter-down
+    alert fires per target with these labels, and the missed-run alert carries those of the
+    target that reported the job's latest run, so that Alertmanager can let an unreachable
+    exporter silence the missed runs of its jobs."""
     severities: Mapping[str, str] = field(default_factory=lambda: dict(_DEFAULT_SEVERITIES))
     """``severity`` label per alert name."""
     for_durations: Mapping[str, str] = field(default_factory=lambda: dict(_DEFAULT_FOR))
@@ -131,6 +191,25 @@ class RulesConfig:
     kubernetes_namespace: str = ""
     kubernetes_labels: Mapping[str, str] = field(default_factory=dict)
     """Labels of the ``PrometheusRule`` (e.g. the ``release`` your operator selects on)."""
+    alertmanager: bool = True
+    """Also write an Alertmanager configuration for these alerts (``alertmanager/``)."""
+    alertmanager_page_severities: tuple[str, ...] = ("critical",)
+    """Severities routed to the paging receiver; every other alert goes to the ticket one."""
+    alertmanager_page_url: str = ALERTMANAGER_PLACEHOLDER_URL + "page"
+    """Webhook of the paging receiver (a placeholder: replace the receiver with your pager's
+    integration, or point this at a webhook that pages)."""
+    alertmanager_ticket_url: str = ALERTMANAGER_PLACEHOLDER_URL + "ticket"
+    """Webhook of the ticket/chat receiver (a placeholder, like the paging one)."""
+    alertmanager_group_wait: str = "30s"
+    """How long a new notification group waits for more alerts (other tenants' runs, the
+    cause that silences them) before its first notification."""
+    alertmanager_group_interval: str = "5m"
+    """How long a group waits before telling about alerts added to it, or resolved."""
+    alertmanager_page_repeat_interval: str = "4h"
+    """How often a page that still fires is sent again."""
+    alertmanager_ticket_repeat_interval: str = "1d"
+    """How often a ticket that still fires is sent again (once a day: the outlier alerts
+    learn "usual" from the previous day)."""
 
     def __post_init__(self) -> None:
         for name in ("interval", "rate_window", "alert_window", "baseline_window", "lookback"):
@@ -150,6 +229,42 @@ class RulesConfig:
         if not 0 < self.drift_quantile < 1:
             raise ValueError("drift_quantile must be between 0 and 1")
         d.check_selector(self.selector)
+        bad = [x for x in self.target_labels if not _LABEL_NAME.fullmatch(x)]
+        if not self.target_labels or bad or set(self.target_labels) & set(c.RUN_LABELS):
+            raise ValueError(
+                f"target_labels must be label names of the scrape target, not of the "
+                f"contract {c.RUN_LABELS}, got {list(self.target_labels)}"
+            )
+        if self.alertmanager:
+            self._check_alertmanager()
+
+    def _check_alertmanager(self) -> None:
+        for name in (
+            "alertmanager_group_interval",
+            "alertmanager_page_repeat_interval",
+            "alertmanager_ticket_repeat_interval",
+        ):
+            d.check_positive_duration(name, getattr(self, name))
+            d.canonical_duration(getattr(self, name))
+        try:
+            d.canonical_duration(self.alertmanager_group_wait)
+        except ValueError as exc:
+            raise ValueError(f"alertmanager_group_wait: {exc}") from None
+        for name in ("alertmanager_page_url", "alertmanager_ticket_url"):
+            if not re.fullmatch(r"https?://\S+", getattr(self, name)):
+                raise ValueError(f"{name} must be an http(s) URL, got {getattr(self, name)!r}")
+        if not self.alertmanager_page_severities:
+            raise ValueError("alertmanager_page_severities must name at least one severity")
+        paged = set(self.alertmanager_page_severities)
+        for rule in inhibitions(self):
+            source, target = self.severities[rule.source], self.severities[rule.target]
+            if target in paged and source not in paged:
+                raise ValueError(
+                    f"{rule.source} (severity {source}) would silence {rule.target} "
+                    f"({target}, paged) in the Alertmanager configuration, so that one cause "
+                    f"pages nobody: give {rule.source} a paged severity "
+                    f"({', '.join(sorted(paged))}), or set alertmanager: false"
+                )
 
 
 DEFAULT_CONFIG: Final = RulesConfig()

@@ -28,6 +28,7 @@ RUNS_IN_WINDOW: Final = "kind_job_name_tenant:jobtrack_runs:increase1h"
 RESOURCES_IN_WINDOW: Final = "kind_job_name_tenant:jobtrack_resources:increase1h"
 DURATION_P95_IN_WINDOW: Final = "kind_job_name:jobtrack_run_duration_seconds:p95_1h"
 LAST_SUCCESS: Final = "kind_job_name_tenant:jobtrack_last_success_timestamp_seconds:max"
+LAST_RUN_TARGET: Final = "kind_job_name_tenant:jobtrack_last_run_timestamp_seconds:latest_target"
 EXPECTED_INTERVAL: Final = "kind_job_name:jobtrack_job_expected_interval_seconds:max"
 GRACE: Final = "kind_job_name:jobtrack_job_grace_seconds:max"
 MAX_RUNTIME: Final = "kind_job_name:jobtrack_job_max_runtime_seconds:max"
@@ -61,6 +62,8 @@ class Names:
     resources_in_window: str
     duration_quantile_in_window: str
     last_success: str
+    last_run_target: str
+    """Per job and tenant, the last run's time, labelled with the target that reported it."""
     expected_interval: str
     grace: str
     max_runtime: str
@@ -100,11 +103,14 @@ class Names:
             resources_in_window=f"kind_job_name_tenant:{res}:{inc}",
             duration_quantile_in_window=f"kind_job_name:{dur}:{quantile}",
             last_success="kind_job_name_tenant:jobtrack_last_success_timestamp_seconds:max",
+            last_run_target=(
+                "kind_job_name_tenant:jobtrack_last_run_timestamp_seconds:latest_target"
+            ),
             expected_interval="kind_job_name:jobtrack_job_expected_interval_seconds:max",
             grace="kind_job_name:jobtrack_job_grace_seconds:max",
             max_runtime="kind_job_name:jobtrack_job_max_runtime_seconds:max",
             oldest_run_start="kind_job_name_tenant:jobtrack_oldest_run_start_timestamp_seconds:min",
-            jobs_per_target="job_instance:jobtrack_jobs:count",
+            jobs_per_target=f"{'_'.join(cfg.target_labels)}:jobtrack_jobs:count",
             runs_in_window_median=f"kind_job_name_tenant:{runs}:{inc}_{base}",
             runs_in_window_sigma=f"kind_job_name_tenant:{runs}:{inc}_{sigma}",
             resources_in_window_median=f"kind_job_name_tenant:{res}:{inc}_{base}",

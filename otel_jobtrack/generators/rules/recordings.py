@@ -70,6 +70,7 @@ def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
     aw = canonical_duration(cfg.alert_window)
     runs = sel(cfg, c.RUNS_TOTAL)
     resources = sel(cfg, c.RESOURCES_TOTAL)
+    targets = ", ".join(cfg.target_labels)
     # "and <counter>": only series still exported. A dead process's counts would otherwise
     # decay over a whole window and look like a job running less (that is MissedRun's and
     # ExporterDown's news).
@@ -95,6 +96,13 @@ def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
             n.last_success,
             f"max by ({KJT}) ({sel(cfg, c.LAST_RUN_TIMESTAMP, SUCCESS_MATCHER)})",
         ),
+        _rec(
+            n.last_run_target,
+            # The target that reported each job's latest run (in any state): the missed-run
+            # alert carries its labels, so that the target's own outage can explain it.
+            f"topk by ({KJT}) (\n  1,\n"
+            f"  max by ({KJT}, {targets}) ({sel(cfg, c.LAST_RUN_TIMESTAMP)})\n)",
+        ),
         _rec(n.expected_interval, f"max by ({KJ}) ({sel(cfg, c.EXPECTED_INTERVAL)})"),
         _rec(n.grace, f"max by ({KJ}) ({sel(cfg, c.GRACE)})"),
         _rec(n.max_runtime, f"max by ({KJ}) ({sel(cfg, c.MAX_RUNTIME)})"),
@@ -108,8 +116,8 @@ def window_rules(cfg: RulesConfig) -> list[dict[str, Any]]:
         _rec(
             n.jobs_per_target,
             # Jobs a target exports (run or declared): marks the targets that are ours.
-            "count by (job, instance) (\n"
-            "  group by (job, instance, kind, job_name) (\n"
+            f"count by ({targets}) (\n"
+            f"  group by ({targets}, kind, job_name) (\n"
             f"    {sel(cfg, c.RUNS_IN_PROGRESS)}\n"
             f"    or {sel(cfg, c.EXPECTED_INTERVAL)}\n"
             "  )\n)",
