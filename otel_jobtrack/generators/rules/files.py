@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from otel_jobtrack.generators import _files as generate
 from otel_jobtrack.generators.defaults import canonical_duration
+from otel_jobtrack.generators.rules import alertmanager
 from otel_jobtrack.generators.rules.alerts import alert_group, alert_specs
 from otel_jobtrack.generators.rules.config import DEFAULT_CONFIG, RulesConfig
 from otel_jobtrack.generators.rules.names import Names
@@ -111,7 +112,14 @@ def _readme(cfg: RulesConfig) -> str:
         if cfg.kubernetes
         else ""
     )
-    header = "".join(line[2:] + "\n" for line in _header(cfg).splitlines())
+    header = _markdown_header(cfg)
+    am = (
+        f"- `{alertmanager.ALERTMANAGER_FILE}`: an Alertmanager configuration for these alerts\n"
+        "  (grouped by job and tenant, paged by severity, one cause silencing what it\n"
+        "  causes; placeholder receivers), with a README.\n"
+        if cfg.alertmanager
+        else ""
+    )
     return f"""<!--
 {header}-->
 # Prometheus rules for otel-jobtrack
@@ -119,7 +127,7 @@ def _readme(cfg: RulesConfig) -> str:
 - `{RULES_FILE}`: recording rules (per kind, job and tenant breakdowns of runs, resources and
   duration; alert windows and rolling baselines) and the alerts. Load it with
   `rule_files: [path/to/{RULES_FILE}]` in `prometheus.yml`.
-{k8s}- `tests/`: `promtool test rules` cases, a firing and a healthy case for every alert
+{k8s}{am}- `tests/`: `promtool test rules` cases, a firing and a healthy case for every alert
   (`promtool test rules alerts/tests/*.yaml`). The same cases pass under vmalert
   (`vmalert-tool unittest --disableAlertgroupLabel --files alerts/tests/X.test.yaml`): the
   same alerts fire with the same labels; annotations that print `$value` may show other
@@ -159,6 +167,10 @@ The breakdown recording rules are named `level:metric:operations`, e.g.
 """
 
 
+def _markdown_header(cfg: RulesConfig) -> str:
+    return "".join(line[2:] + "\n" for line in _header(cfg).splitlines())
+
+
 def render(cfg: RulesConfig = DEFAULT_CONFIG) -> dict[str, str]:
     """Every generated file: path relative to the output directory -> content."""
     groups = rule_groups(cfg)
@@ -166,6 +178,11 @@ def render(cfg: RulesConfig = DEFAULT_CONFIG) -> dict[str, str]:
     files = {RULES_FILE: header + _dump(groups), README_FILE: _readme(cfg)}
     if cfg.kubernetes:
         files[KUBERNETES_FILE] = header + _dump(_kubernetes_manifest(cfg, groups))
+    if cfg.alertmanager:
+        files[alertmanager.ALERTMANAGER_FILE] = alertmanager.render_config(cfg, header, _dump)
+        files[alertmanager.ALERTMANAGER_README_FILE] = alertmanager.render_readme(
+            cfg, _markdown_header(cfg), cfg.runbook_url
+        )
     return files
 
 
