@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.error
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,7 +124,11 @@ class Workload:
 
 
 def start_workload(
-    role: str, switch_at: float, prefix: str = "e2e", otlp_endpoint: str | None = None
+    role: str,
+    switch_at: float,
+    prefix: str = "e2e",
+    otlp_endpoint: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Workload:
     """Start a workload process and wait until it serves ``/metrics``."""
     port = free_port()
@@ -133,6 +137,7 @@ def start_workload(
         str(WORKLOAD),
         *("--port", str(port), "--role", role, "--switch-at", str(switch_at)),
         *("--prefix", prefix),
+        *extra_args,
     ]
     if otlp_endpoint:
         cmd += ["--otlp-endpoint", otlp_endpoint]
@@ -154,13 +159,17 @@ def start_workload(
 
 @contextmanager
 def workloads(
-    switch_at: float, prefix: str = "e2e", otlp_endpoint: str | None = None
+    switch_at: float,
+    prefix: str = "e2e",
+    otlp_endpoint: str | None = None,
+    roles: Sequence[str] = ("main", "doomed"),
+    extra_args: Sequence[str] = (),
 ) -> Iterator[dict[str, Workload]]:
-    """The "main" and "doomed" workloads of one prefix, killed on exit."""
+    """The workloads of one prefix ("main" and "doomed" unless told), killed on exit."""
     started: dict[str, Workload] = {}
     try:
-        for role in ("main", "doomed"):
-            started[role] = start_workload(role, switch_at, prefix, otlp_endpoint)
+        for role in roles:
+            started[role] = start_workload(role, switch_at, prefix, otlp_endpoint, extra_args)
         yield started
     finally:
         for workload in started.values():

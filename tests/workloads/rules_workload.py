@@ -1,14 +1,19 @@
 """A workload for the alert rules' end-to-end test: healthy and unhealthy jobs on short cycles.
 
-Run as a script: ``python tests/workloads/rules_workload.py --port N --role main|doomed
---switch-at UNIX_TIME [--prefix e2e] [--otlp-endpoint URL]``. It serves ``/metrics`` on
-127.0.0.1 (and with ``--otlp-endpoint`` also exports over OTLP every second) and runs every
-job in its own thread, several times a second. At ``--switch-at`` the "anomaly" jobs change
-behaviour (a tenant's volume jumps, a job slows down, a cron runs less often...), so that the
-rules have a few seconds of normal history to compare with. Job names are
-``<prefix>.<what is expected>.<kind>``: ``*.healthy.*`` and ``*.long.cron`` must never alert.
+Run as a script: ``python tests/workloads/rules_workload.py --port N --role main|doomed|paging
+--switch-at UNIX_TIME [--prefix e2e] [--otlp-endpoint URL] [--control-dir DIR]``. It serves
+``/metrics`` on 127.0.0.1 (and with ``--otlp-endpoint`` also exports over OTLP every second)
+and runs every job in its own thread, several times a second. At ``--switch-at`` the
+"anomaly" jobs change behaviour (a tenant's volume jumps, a job slows down, a cron runs less
+often...), so that the rules have a few seconds of normal history to compare with. Job names
+are ``<prefix>.<what is expected>.<kind>``: ``*.healthy.*`` and ``*.long.cron`` must never
+alert.
 Besides the alerts, the jobs give every dashboard panel something to show (a trigger that
 finds no tenant, a trigger run in progress, a system scheduler, an overdue scheduler).
+
+The "paging" role (the Alertmanager test) has no switch time: the test turns its faults on
+and off by creating and removing files in ``--control-dir`` (:data:`STOP_FILE`: one tenant
+of a scheduler stops running; :data:`HANG_FILE`: a cron's next run hangs until removed).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from otel_jobtrack import configure, current_run, start_metrics_server, track_run
 
@@ -27,12 +33,19 @@ HEALTHY_CADENCE = {"every": 1, "grace": 10, "max_runtime": 20}
 """Grace and max_runtime cover what a rule sees late: the scrape or export interval, the rule
 interval, and on VictoriaMetrics a few seconds until ingested samples are searchable."""
 DOOMED_CADENCE = {"every": 1, "grace": 10}
+STUCK_CADENCE = {"every": 1, "grace": 10, "max_runtime": 2}
+"""A max_runtime well below the grace: the run is judged stuck before the job is missed."""
+STOP_FILE = "stop"
+HANG_FILE = "hang"
 
 
 class Workload:
-    def __init__(self, switch_at: float, prefix: str = "e2e") -> None:
+    def __init__(
+        self, switch_at: float, prefix: str = "e2e", control_dir: Path | None = None
+    ) -> None:
         self.switch_at = switch_at
         self.prefix = prefix
+        self.control_dir = control_dir
         self.rng = random.Random(7)
         self.limited_calls = 0
 
@@ -153,10 +166,36 @@ class Workload:
         ) as run:
             run.add_resources(1)
 
+    # -- the paging role: faults the test turns on and off -------------------------------------
+
+    def control(self, name: str) -> bool:
+        """Whether the test created the control file ``name``."""
+        return self.control_dir is not None and (self.control_dir / name).exists()
+
+    def stopping_schedule(self, tenant: str) -> None:
+        if tenant == "acme" and self.control(STOP_FILE):
+            return  # its trigger stopped picking the tenant
+        with track_run(
+            self.name("stops.schedule"), kind="schedule", tenant=tenant, **HEALTHY_CADENCE
+        ) as run:
+            run.add_resources(1)
+
+    def hanging_cron(self) -> None:
+        with track_run(self.name("stuck.cron"), kind="cron", **STUCK_CADENCE) as run:
+            while self.control(HANG_FILE):
+                time.sleep(0.1)  # a network call without a timeout
+            run.add_resources(1)
+
     def start(self, role: str) -> None:
         def fast() -> float:
             return 0.25
 
+        if role == "paging":
+            self.every(fast, self.healthy_cron)
+            for tenant in ("acme", "beta"):
+                self.every(fast, functools.partial(self.stopping_schedule, tenant))
+            self.every(fast, self.hanging_cron)
+            return
         if role == "doomed":
             self.every(fast, self.doomed_cron)
             self.every(fast, self.doomed_schedule)
@@ -184,10 +223,11 @@ class Workload:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--role", choices=("main", "doomed"), required=True)
+    parser.add_argument("--role", choices=("main", "doomed", "paging"), required=True)
     parser.add_argument("--switch-at", type=float, required=True, help="unix time")
     parser.add_argument("--prefix", default="e2e", help="first part of every job name")
     parser.add_argument("--otlp-endpoint", help="also export over OTLP/HTTP to this URL")
+    parser.add_argument("--control-dir", type=Path, help="fault switches of the paging role")
     args = parser.parse_args()
     if args.otlp_endpoint:
         configure(
@@ -197,7 +237,7 @@ def main() -> None:
             service_name=f"jobtrack-{args.prefix}-{args.role}",
         )
     start_metrics_server(port=args.port, addr="127.0.0.1")
-    Workload(args.switch_at, args.prefix).start(args.role)
+    Workload(args.switch_at, args.prefix, args.control_dir).start(args.role)
     threading.Event().wait()
 
 
