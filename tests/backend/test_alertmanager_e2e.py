@@ -6,7 +6,8 @@ scrapes two instrumented workloads (``tests/workloads/rules_workload.py``, roles
 "doomed"); it sends its alerts to a real Alertmanager running the configuration generated
 from the same settings as ``alerts/alertmanager/alertmanager.yml``, whose two receivers post
 to a local webhook (one path each). Only the timings differ from the shipped files: a
-one-second rule interval, no ``for:``, and one-second ``group_wait``/``group_interval``.
+one-second rule interval, no ``for:`` (one second for the exporter, so that one slow scrape
+on a loaded machine is no outage), and one-second ``group_wait``/``group_interval``.
 
 Three faults at once: one tenant of a scheduler stops running, a cron's run hangs, and the
 "doomed" process is killed. Each must produce exactly one page for its job and tenant (the
@@ -60,7 +61,7 @@ def e2e_config(webhook: WebhookReceiver) -> rules.RulesConfig:
     return dataclasses.replace(
         rules.DEFAULT_CONFIG,
         interval="1s",
-        for_durations={name: "0s" for name in rules.ALERT_NAMES},
+        for_durations={name: "0s" for name in rules.ALERT_NAMES} | {rules.EXPORTER_DOWN: "1s"},
         kubernetes=False,
         alertmanager_page_url=webhook.url("page"),
         alertmanager_ticket_url=webhook.url("ticket"),
@@ -137,7 +138,11 @@ def test_one_page_per_cause_inhibited_effects_and_a_resolved_recovery(
         # Every job and tenant has succeeded and its target is recorded.
         jobs = f'{{job_name=~"{PREFIX}\\\\..+"}}'
         for recorded in (rules.LAST_SUCCESS, rules.LAST_RUN_TARGET):
-            prom.wait_for(f"count({recorded}{jobs})", lambda r: bool(r) and r[0]["value"][1] == "6")
+            prom.wait_for(
+                f"count({recorded}{jobs})",
+                lambda r: bool(r) and r[0]["value"][1] == "6",
+                timeout=DEADLINE,
+            )
         assert webhook_receiver.received == [], "healthy jobs notified"
 
         # The faults.
