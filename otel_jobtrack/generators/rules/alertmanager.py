@@ -26,6 +26,23 @@ from otel_jobtrack.generators.rules.config import (
     inhibitions,
 )
 
+__all__ = [
+    "ALERTMANAGER_FILE",
+    "ALERTMANAGER_README_FILE",
+    "GROUP_BY",
+    "PAGE_RECEIVER",
+    "TICKET_RECEIVER",
+    "config",
+    "inhibit_rules",
+    "jobtrack_matcher",
+    "receiver_of",
+    "receivers",
+    "render_config",
+    "render_readme",
+    "route",
+    "routing_table",
+]
+
 ALERTMANAGER_FILE: Final = "alertmanager/alertmanager.yml"
 ALERTMANAGER_README_FILE: Final = "alertmanager/README.md"
 PAGE_RECEIVER: Final = "jobtrack-page"

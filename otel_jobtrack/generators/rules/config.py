@@ -98,7 +98,7 @@ def inhibitions(cfg: RulesConfig) -> list[Inhibition]:
     per target (``target_labels``), the missed-run alert keeps the target labels of the
     job's latest run, and the stuck and missed runs share the job (and tenant) labels.
     """
-    job = (*c.JOB_LABELS, "tenant") if cfg.missed_run_per_tenant else c.JOB_LABELS
+    job = c.SERIES_LABELS if cfg.missed_run_per_tenant else c.JOB_LABELS
     found = [
         Inhibition(
             EXPORTER_DOWN,
@@ -109,7 +109,7 @@ def inhibitions(cfg: RulesConfig) -> list[Inhibition]:
         Inhibition(
             RUN_STUCK,
             MISSED_RUN,
-            tuple(job),
+            job,
             "a stuck run silences the missed run of the same job"
             + (" and tenant" if cfg.missed_run_per_tenant else ""),
         ),
