@@ -35,7 +35,11 @@ from otel_jobtrack._core import contract as c
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.store import STORE, Store
 from otel_jobtrack.exporters.prometheus.render import render_text
-from otel_jobtrack.exporters.prometheus.server import start_server
+from otel_jobtrack.exporters.prometheus.server import (
+    literal_only_asgi,
+    literal_only_wsgi,
+    start_server,
+)
 
 _LE = [str(float(b)) for b in c.DURATION_BUCKETS] + ["+Inf"]
 
@@ -225,8 +229,11 @@ def _env_port() -> int:
 
 
 def make_metrics_wsgi_app(registry: CollectorRegistry | None = None) -> Any:
-    """A WSGI app serving the exposition, to mount at ``/metrics`` in an existing web app."""
-    return metrics_wsgi_app(registry or exposition_registry())
+    """A WSGI app serving the exposition, to mount at ``/metrics`` in an existing web app.
+
+    A percent-encoded path is refused when the WSGI server passes the raw URI; connection
+    limits, deadlines, header limits, TLS and authentication are the host server's."""
+    return literal_only_wsgi(metrics_wsgi_app(registry or exposition_registry()))
 
 
 _rendered_directly: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -276,8 +283,10 @@ def metrics_wsgi_app(registry: Collector, disable_compression: bool = False) -> 
 
 
 def make_metrics_asgi_app(registry: CollectorRegistry | None = None) -> Any:
-    """An ASGI app serving the exposition, to mount at ``/metrics`` in an existing web app."""
-    return make_asgi_app(registry or exposition_registry())
+    """An ASGI app serving the exposition, to mount at ``/metrics`` in an existing web app.
+
+    Like :func:`make_metrics_wsgi_app`, it refuses a percent-encoded path (``raw_path``)."""
+    return literal_only_asgi(make_asgi_app(registry or exposition_registry()))
 
 
 def is_finite(value: float) -> bool:

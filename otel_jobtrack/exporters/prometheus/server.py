@@ -1,16 +1,19 @@
 """The ``/metrics`` HTTP server: prometheus_client's exposition behind TLS, basic auth, one path.
 
 prometheus_client's own ``start_http_server`` serves the metrics on every path (a proxy rule
-that protects ``/metrics`` does not cover ``/anything``), has no authentication, and runs the
-TLS handshake in its accept loop, where one client that connects and sends nothing stalls
-every later scrape. This server keeps prometheus_client's exposition (content negotiation,
-gzip, ``name[]`` filtering) and adds:
+that protects ``/metrics`` does not cover ``/anything``), has no authentication, runs the TLS
+handshake in its accept loop, and gives every connection a thread for as long as the client
+likes. This server keeps prometheus_client's exposition (content negotiation, gzip,
+``name[]`` filtering) and adds:
 
-- ``/metrics`` only (``/`` names it; anything else is 404), GET only;
-- HTTP basic auth, compared in constant time, checked before anything else is looked at;
+- ``/metrics`` only, literally (``/`` names it; anything else, ``/%6detrics`` and
+  ``//metrics`` included, is 404; a query string is allowed), GET only;
+- HTTP basic auth, compared in constant time, checked before anything else is looked at and
+  before any rendering;
 - TLS (``certfile``/``keyfile``, TLS 1.2 or later) with optional client certificates (mTLS),
-  the handshake done in the connection's own thread with a timeout;
-- an idle timeout per connection, and no server version in the responses.
+  the handshake done without blocking anyone, under the request deadline;
+- the transport of :mod:`.httpd`: a cap on connections, whole-request deadlines, header
+  limits, one I/O thread and a fixed pool of workers, and no server version in the responses.
 
 Every option can also come from the environment, so ``configure()`` and the demo, which call
 ``start_metrics_server()`` without arguments, can be secured without code:
@@ -31,19 +34,27 @@ import socket
 import ssl
 import threading
 from collections.abc import Iterable, Mapping
-from socketserver import ThreadingMixIn
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
+from otel_jobtrack.exporters.prometheus.httpd import SERVER, HTTPServer, Limits, Request, Response
+
 logger = logging.getLogger("otel_jobtrack")
 
 METRICS_PATH = "/metrics"
-REQUEST_TIMEOUT = 30.0
-"""Seconds a connection may stay silent (TLS handshake, request) before it is closed."""
+LANDING_PATH = "/"
+REQUEST_TIMEOUT = Limits.request_timeout
+"""Seconds from accepting a connection to its complete request head (TLS handshake included),
+however slowly the bytes arrive."""
+RESPONSE_TIMEOUT = Limits.response_timeout
+"""Seconds to deliver a rendered response, however slowly the client reads."""
+MAX_CONNECTIONS = Limits.max_connections
+MAX_HEADER_BYTES = Limits.max_header_bytes
+MAX_HEADER_COUNT = Limits.max_header_count
+WORKERS = Limits.workers
 
 ENV_USERNAME = "OTEL_JOBTRACK_METRICS_USERNAME"
 ENV_PASSWORD = "OTEL_JOBTRACK_METRICS_PASSWORD"
@@ -51,7 +62,6 @@ ENV_CERTFILE = "OTEL_JOBTRACK_METRICS_CERTFILE"
 ENV_KEYFILE = "OTEL_JOBTRACK_METRICS_KEYFILE"
 ENV_CLIENT_CAFILE = "OTEL_JOBTRACK_METRICS_CLIENT_CAFILE"
 
-SERVER = "otel-jobtrack"
 _LANDING = b"otel-jobtrack: metrics are served at /metrics\n"
 _AUTHENTICATE = ("WWW-Authenticate", 'Basic realm="metrics", charset="UTF-8"')
 
@@ -103,13 +113,88 @@ def _digest(value: bytes) -> bytes:
     return hashlib.sha256(value).digest()
 
 
+def gate(
+    auth: BasicAuth | None, authorization: str | None, method: str, path: str
+) -> Response | None:
+    """What the server answers without rendering: 401 without the credentials (whatever the
+    path), 404 for any path but the literal ``/metrics`` and ``/``, 405 for any method but
+    GET, the landing page for ``/``; ``None`` when the metrics should be rendered."""
+    if auth is not None and not auth.check(authorization):
+        return Response("401 Unauthorized", b"Unauthorized\n", (_AUTHENTICATE,))
+    if path not in (METRICS_PATH, LANDING_PATH):
+        return Response("404 Not Found", b"Not Found\n")
+    if method != "GET":
+        return Response("405 Method Not Allowed", b"Method Not Allowed\n", (("Allow", "GET"),))
+    if path == LANDING_PATH:
+        return Response("200 OK", _LANDING)
+    return None
+
+
+def literal_path(environ: WSGIEnvironment) -> str | None:
+    """The request's path as the client wrote it, when the WSGI server tells
+    (``RAW_URI``: gunicorn; ``REQUEST_URI``: uWSGI, mod_wsgi and this server)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not isinstance(raw, str):
+        return None
+    return raw.partition("?")[0]
+
+
+def encoded_path(environ: WSGIEnvironment) -> bool:
+    """``True`` if the client percent-encoded its path (``/%6detrics``). The WSGI server
+    decodes ``PATH_INFO``, so such a request can reach the metrics where a proxy rule on the
+    literal ``/metrics`` did not see it; only a server that passes the raw URI lets us tell."""
+    raw = literal_path(environ)
+    return raw is not None and "%" in raw
+
+
+def literal_only_wsgi(app: WSGIApplication) -> WSGIApplication:
+    """``app``, refusing (404) requests whose path was percent-encoded."""
+
+    def literal_only(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if encoded_path(environ):
+            return _respond(start_response, "404 Not Found", b"Not Found\n")
+        return app(environ, start_response)
+
+    return literal_only
+
+
+def literal_only_asgi(app: Any) -> Any:
+    """The same for an ASGI app, from the scope's ``raw_path`` (uvicorn, hypercorn, daphne
+    pass it)."""
+
+    async def literal_only(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raw = scope.get("raw_path")
+        if (
+            scope.get("type") == "http"
+            and isinstance(raw, bytes)
+            and b"%" in raw.partition(b"?")[0]  # an encoded query (name%5B%5D=...) is fine
+        ):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 404,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"Not Found\n"})
+            return
+        await app(scope, receive, send)
+
+    return literal_only
+
+
 def make_app(
     registry: Collector = REGISTRY,
     *,
     auth: BasicAuth | None = None,
     disable_compression: bool = False,
 ) -> WSGIApplication:
-    """The WSGI app of the server: auth first, then ``/metrics`` (``/`` says where), else 404."""
+    """The WSGI app of the server: auth first, then ``/metrics`` (``/`` says where), else 404.
+
+    Mounted in a WSGI server of your own, ``PATH_INFO`` arrives percent-decoded; when the
+    server also passes the raw request URI, a path that was encoded (``/%6detrics``) is 404,
+    so a proxy rule on the literal ``/metrics`` cannot be bypassed.
+    """
     from otel_jobtrack.exporters.prometheus.app import (
         metrics_wsgi_app,  # prometheus.py imports this module
     )
@@ -118,21 +203,20 @@ def make_app(
 
     def app(environ: WSGIEnvironment, respond: StartResponse) -> Iterable[bytes]:
         def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            # wsgiref would add ``Server: WSGIServer/0.2 CPython/3.x.y``; say less.
+            # A WSGI server would add e.g. ``Server: WSGIServer/0.2 CPython/3.x.y``; say less.
             return respond(status, [*headers, ("Server", SERVER)], *exc)
 
-        if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
-            return _respond(start_response, "401 Unauthorized", b"Unauthorized\n", _AUTHENTICATE)
         path = environ.get("PATH_INFO", "")
-        method = environ.get("REQUEST_METHOD", "GET")
-        if path not in (METRICS_PATH, "/"):
-            return _respond(start_response, "404 Not Found", b"Not Found\n")
-        if method != "GET":
-            return _respond(
-                start_response, "405 Method Not Allowed", b"Method Not Allowed\n", ("Allow", "GET")
-            )
-        if path == "/":
-            return _respond(start_response, "200 OK", _LANDING)
+        if encoded_path(environ):
+            path = "%"  # whatever it decodes to, never the metrics
+        verdict = gate(
+            auth,
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("REQUEST_METHOD", "GET"),
+            path,
+        )
+        if verdict is not None:
+            return _respond(start_response, verdict.status, verdict.body, *verdict.headers)
         return metrics(environ, start_response)  # type: ignore[no-any-return]
 
     return app
@@ -152,45 +236,8 @@ def _respond(
     return [body]
 
 
-class _Handler(WSGIRequestHandler):
-    """Quiet, with an idle timeout, and without the Python version in a ``Server`` header."""
-
-    server_version = SERVER
-    timeout = REQUEST_TIMEOUT
-
-    def version_string(self) -> str:
-        return self.server_version
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class MetricsServer(ThreadingMixIn, WSGIServer):
-    """One thread per connection; with TLS, the handshake happens in that thread."""
-
-    daemon_threads = True
-    ssl_context: ssl.SSLContext | None = None
-    handshake_timeout = REQUEST_TIMEOUT
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        context = self.ssl_context
-        if context is not None:
-            try:
-                request.settimeout(self.handshake_timeout)
-                request = context.wrap_socket(
-                    request, server_side=True, do_handshake_on_connect=False
-                )
-                request.do_handshake()
-            except (OSError, ValueError) as exc:
-                # Plain HTTP, no or an untrusted client certificate, a silent client.
-                logger.debug("otel-jobtrack: TLS handshake with %s failed: %s", client_address, exc)
-                self.shutdown_request(request)
-                return
-        super().process_request_thread(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that disconnects or times out is not worth a traceback on stderr.
-        logger.debug("otel-jobtrack: error serving %s", client_address, exc_info=True)
+class MetricsServer(HTTPServer):
+    """The transport of :mod:`.httpd` with the ``/metrics`` gate in front of the app."""
 
     @property
     def url(self) -> str:
@@ -201,6 +248,13 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         host = f"[{host}]" if ":" in str(host) else str(host)
         scheme = "https" if self.ssl_context is not None else "http"
         return f"{scheme}://{host}:{port}{METRICS_PATH}"
+
+
+def _screen(auth: BasicAuth | None) -> Any:
+    def screen(request: Request) -> Response | None:
+        return gate(auth, request.header("authorization"), request.method, request.path)
+
+    return screen
 
 
 def ssl_context(
@@ -252,14 +306,20 @@ def start_server(
     password: str | None = None,
     disable_compression: bool = False,
     request_timeout: float = REQUEST_TIMEOUT,
+    response_timeout: float = RESPONSE_TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+    max_header_bytes: int = MAX_HEADER_BYTES,
+    max_header_count: int = MAX_HEADER_COUNT,
+    workers: int = WORKERS,
     environ: Mapping[str, str] | None = None,
 ) -> tuple[MetricsServer, threading.Thread]:
     """Serve ``registry`` at ``http(s)://addr:port/metrics`` from a daemon thread.
 
     Same TLS arguments as ``prometheus_client.start_http_server``, plus ``username`` and
     ``password`` for basic auth. Options left ``None`` are read from the environment (see the
-    module doc). Returns ``(server, thread)``; stop with ``server.shutdown()`` and
-    ``server.server_close()``.
+    module doc). The limits (``max_connections``, ``request_timeout``, ``response_timeout``,
+    ``max_header_bytes``, ``max_header_count``, ``workers``) are described in :mod:`.httpd`.
+    Returns ``(server, thread)``; stop with ``server.shutdown()`` and ``server.server_close()``.
     """
     env = os.environ if environ is None else environ
     username = username if username is not None else env.get(ENV_USERNAME) or None
@@ -268,8 +328,14 @@ def start_server(
     keyfile = keyfile if keyfile is not None else env.get(ENV_KEYFILE) or None
     if client_cafile is None and client_capath is None:
         client_cafile = env.get(ENV_CLIENT_CAFILE) or None
-    if not request_timeout > 0:
-        raise ValueError(f"request_timeout must be positive seconds, got {request_timeout!r}")
+    limits = Limits(
+        max_connections=max_connections,
+        request_timeout=request_timeout,
+        response_timeout=response_timeout,
+        max_header_bytes=max_header_bytes,
+        max_header_count=max_header_count,
+        workers=workers,
+    )
 
     auth = None
     if username is not None or password is not None:
@@ -292,18 +358,15 @@ def start_server(
         raise ValueError("client_auth_required needs certfile (TLS) too")
 
     family, host = _family(addr, port)
-    handler = type("Handler", (_Handler,), {"timeout": request_timeout})
-    server_class = type(
-        "Server",
-        (MetricsServer,),
-        {
-            "address_family": family,
-            "ssl_context": context,
-            "handshake_timeout": request_timeout,
-        },
+    server = MetricsServer(
+        (host, port),
+        family,
+        # The screen checks auth, path and method before a request reaches the app.
+        make_app(registry, disable_compression=disable_compression),
+        screen=_screen(auth),
+        ssl_context=context,
+        limits=limits,
     )
-    server: MetricsServer = server_class((host, port), handler)
-    server.set_app(make_app(registry, auth=auth, disable_compression=disable_compression))
     if auth is not None and context is None and not _is_loopback(server.server_address[0]):
         logger.warning(
             "otel-jobtrack: /metrics on %s uses basic auth without TLS: the password crosses "
