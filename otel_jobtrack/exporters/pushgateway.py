@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from otel_jobtrack._core import contract as c
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.store import STORE, Store
+from otel_jobtrack.exporters.deadline import push_handler
 from otel_jobtrack.exporters.prometheus.app import JobtrackCollector
 
 logger = logging.getLogger("otel_jobtrack")
@@ -109,7 +110,8 @@ def push_to_gateway(
     ``job`` names the groups (it becomes the ``job`` label after a scrape with
     ``honor_labels: true``): use one per script, e.g. its service name. ``grouping_key`` adds
     labels such as ``{"instance": hostname}``, only if the same script on two hosts should
-    keep separate groups. ``timeout`` (seconds) bounds the whole push. Network problems are
+    keep separate groups. ``timeout`` (seconds) bounds the whole push, every group, name
+    resolution and a gateway that answers one byte at a time included. Network problems are
     logged (the first, then every 100th) and counted in ``jobtrack_export_errors_total``, never
     raised; nothing is pushed by a process in which no run started.
     """
@@ -119,6 +121,8 @@ def push_to_gateway(
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     url, base_key = check_push_target(url, grouping_key or {})
     deadline = time.monotonic() + timeout
+    # Every socket operation gets only the time left to the deadline, not a fresh timeout.
+    handler = push_handler(deadline)
     try:
         with store.lock:
             if not store.series:
@@ -139,7 +143,14 @@ def push_to_gateway(
             errors.export_error("pushgateway", TimeoutError(f"push to {url} ran out of time"))
             return False
         try:
-            _push(url, job=job, registry=registry, grouping_key=key, timeout=remaining)
+            _push(
+                url,
+                job=job,
+                registry=registry,
+                grouping_key=key,
+                timeout=remaining,
+                handler=handler,
+            )
         except Exception as exc:
             # The gateway is down or refusing: the other groups would fail the same way.
             errors.export_error("pushgateway", exc)
