@@ -31,6 +31,7 @@ from opentelemetry.sdk.metrics.view import View
 from otel_jobtrack._core import contract as c
 from otel_jobtrack._core import errors
 from otel_jobtrack._core.store import STORE, Series, Store
+from otel_jobtrack.exporters.deadline import DeadlineExceeded, OneAtATime
 
 METER_NAME = "otel_jobtrack"
 """Instrumentation scope of every otel-jobtrack instrument."""
@@ -282,13 +283,28 @@ def jobtrack_views(cardinality_limit: int = CARDINALITY_LIMIT) -> list[View]:
 
 
 class ReportingExporter(MetricExporter):
-    """Wraps an exporter to count failed exports in ``jobtrack_export_errors_total``.
+    """Wraps an exporter to bound each export as a whole and count failures in
+    ``jobtrack_export_errors_total``.
+
+    The wrapped exporter's timeout bounds each socket read, and a collector that answers one
+    byte at a time never lets a read time out; then the export, the reader's export lock and
+    every flush waiting for it would hang as long as the collector trickles. So the export
+    runs in a helper thread that is waited for at most ``min(timeout_millis, timeout)``; an
+    export still running after that is abandoned (and counted), and while it runs the next
+    exports fail at once instead of starting a second one: one stuck destination holds one
+    thread and one connection, however long it stays stuck.
 
     ``dropping`` turns exports into no-ops: a forked child sets it on the copy of its parent's
     pipeline, whose histogram holds the parent's runs.
     """
 
-    def __init__(self, inner: MetricExporter, name: str = "otlp", target: str = "") -> None:
+    def __init__(
+        self,
+        inner: MetricExporter,
+        name: str = "otlp",
+        target: str = "",
+        timeout: float | None = None,
+    ) -> None:
         super().__init__(
             preferred_temporality=getattr(inner, "_preferred_temporality", None),
             preferred_aggregation=getattr(inner, "_preferred_aggregation", None),
@@ -296,29 +312,47 @@ class ReportingExporter(MetricExporter):
         self.inner = inner
         self.name = name
         self.target = target
+        self.timeout = timeout
+        """Seconds an export may take in all (``None``: only the reader's ``timeout_millis``)."""
         self.dropping = False
         self.failures = 0
         self.in_flight = 0
         """Exports started and not yet returned (a hanging destination keeps this above 0)."""
+        self._calls = OneAtATime(f"otel-jobtrack-export-{name}")
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         if self.dropping:
             return MetricExportResult.SUCCESS
-        self.in_flight += 1
+        budget = timeout_millis / 1000
+        if self.timeout is not None:
+            budget = min(budget, self.timeout)
         try:
-            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            result = self._calls.call(
+                budget, self._export, metrics_data, timeout_millis=timeout_millis, **kwargs
+            )
+        except DeadlineExceeded as exc:
+            self.failures += 1
+            errors.export_error(self.name, TimeoutError(f"export to {self.target}: {exc}"))
+            return MetricExportResult.FAILURE
         except Exception as exc:
             self.failures += 1
             errors.export_error(self.name, exc)
             return MetricExportResult.FAILURE
-        finally:
-            self.in_flight -= 1
         if result is not MetricExportResult.SUCCESS:
             self.failures += 1
             errors.export_error(self.name, ConnectionError(f"export to {self.target} failed"))
         return result
+
+    def _export(
+        self, metrics_data: MetricsData, timeout_millis: float, **kwargs: Any
+    ) -> MetricExportResult:
+        self.in_flight += 1
+        try:
+            return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        finally:
+            self.in_flight -= 1
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self.inner.force_flush(timeout_millis=timeout_millis)

@@ -19,6 +19,7 @@ so it never takes the place of one the application sets up later.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_jobtrack._core import errors, extras
 from otel_jobtrack._core.store import STORE, Series
+from otel_jobtrack.exporters.deadline import DeadlineExceeded, OneAtATime
 from otel_jobtrack.exporters.pushgateway import check_push_target, push_to_gateway
 
 if TYPE_CHECKING:
@@ -50,6 +52,11 @@ PUSHGATEWAY_ENV = "OTEL_JOBTRACK_PUSHGATEWAY"
 """Pushgateway URL to push to at exit, with no code (as ``configure(pushgateway=...)``)."""
 DEFAULT_EXIT_TIMEOUT = 10.0
 DEFAULT_PUSH_TIMEOUT = 5.0
+DEFAULT_OTLP_TIMEOUT = 10.0
+EXPORT_GRACE = 1.0
+"""Seconds an OTLP export may run past the exporter's own timeout before it is abandoned (the
+exporter's own error, when it comes in time, says more than ours)."""
+RETIRE_TIMEOUT = 1.0
 
 
 class Exporters:
@@ -90,6 +97,9 @@ class Exporters:
         self._rebuild = rebuild
         self._closed = False
         self._stale = False
+        # A flush that outlived its timeout (a stuck export) is waited for by the next one,
+        # never joined by a second: repeated flushes hold one thread, not one each.
+        self._flusher = OneAtATime("otel-jobtrack-flush", wait_for_previous=True)
 
     def __repr__(self) -> str:
         return (
@@ -121,7 +131,7 @@ class Exporters:
         flush = getattr(provider, "force_flush", None)
         if flush is not None and self.instruments is not None:
             failures = self.reporting.failures if self.reporting else 0
-            ok = _bounded(lambda: flush(timeout_millis=timeout * 1000), timeout, "flush")
+            ok = self._flush_otlp(flush, timeout)
             ok = self._delivered(ok, timeout) and ok
             if self.reporting is not None and self.reporting.failures != failures:
                 ok = False
@@ -129,6 +139,16 @@ class Exporters:
         if self.pushgateway is not None:
             ok = remaining > 0 and self.push(remaining) and ok
         return ok
+
+    def _flush_otlp(self, flush: Callable[..., object], timeout: float) -> bool:
+        try:
+            self._flusher.call(timeout, flush, timeout_millis=timeout * 1000)
+        except DeadlineExceeded:
+            return False  # counted by _delivered
+        except Exception as exc:
+            errors.export_error("otlp", exc)
+            return False
+        return True
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Deliver what is left (bounded by ``timeout``) and stop exporting.
@@ -198,11 +218,16 @@ class Exporters:
         self._stale = True
         STORE.add_sink(_RebuildAfterFork(self))
 
-    def _ensure_fresh(self) -> None:
-        if not self._stale or self._rebuild is None:
+    def _ensure_fresh(self, wait: bool = True) -> None:
+        """Build the forked child's own provider (``wait=False``: on a job's path, where
+        nothing may wait; if another thread is configuring, try again at the next run)."""
+        if not self._stale or self._rebuild is None or self._closed:
             return
-        with _lock:
-            if not self._stale:
+        if not _lock.acquire(blocking=wait):
+            STORE.add_sink(_RebuildAfterFork(self))
+            return
+        try:
+            if not self._stale or self._closed:
                 return
             old, log_filter = self.meter_provider, self.log_filter
             if log_filter is not None:
@@ -211,7 +236,27 @@ class Exporters:
                 *self._rebuild
             )
             self._stale = False
-        _bounded(lambda: _shutdown_provider(old, 1.0), 1.0, "shutdown")
+        finally:
+            _lock.release()
+        _retire(old)
+
+
+def _retire(provider: object) -> None:
+    """Shut down a forked child's copy of the parent's provider, off the caller's path.
+
+    The copy's export lock may be held by the parent's export thread, which does not exist in
+    the child (an export to a hanging collector in progress at fork time): its shutdown then
+    waits its whole timeout, which must not happen in the child's first run.
+    """
+
+    def retire() -> None:
+        try:
+            _shutdown_provider(provider, RETIRE_TIMEOUT)
+        except Exception as exc:
+            errors.instrumentation_error("otlp after fork", exc)
+
+    with contextlib.suppress(RuntimeError):  # no new threads at interpreter exit: skip it
+        threading.Thread(target=retire, name="otel-jobtrack-retire", daemon=True).start()
 
 
 class _RebuildAfterFork:
@@ -225,7 +270,7 @@ class _RebuildAfterFork:
     def run_started(self, series: Series, start_wall: float, oldest_start: float | None) -> None:
         STORE.remove_sink(self)
         try:
-            self.exporters._ensure_fresh()
+            self.exporters._ensure_fresh(wait=False)
         except Exception as exc:
             errors.instrumentation_error("otlp after fork", exc)
 
@@ -457,7 +502,10 @@ def _own_provider(
     reporting = None
     if "otlp" in wanted:
         exporter, target = _otlp_exporter(protocol, settings)
-        reporting = otlp.ReportingExporter(exporter, "otlp", target)
+        # The exporter's timeout bounds each read; this bounds the export as a whole.
+        reporting = otlp.ReportingExporter(
+            exporter, "otlp", target, timeout=_otlp_timeout(settings) + EXPORT_GRACE
+        )
         readers.append(_periodic_reader(reporting, settings["export_interval"]))
     if "console" in wanted:
         readers.append(_periodic_reader(ConsoleMetricExporter(), None))
@@ -601,6 +649,21 @@ def _otlp_exporter(protocol: str, settings: Mapping[str, Any]) -> tuple[MetricEx
             endpoint = endpoint.rstrip("/") + "/v1/metrics"
         exporter = HttpExporter(endpoint=endpoint, headers=headers, timeout=timeout)
     return exporter, str(getattr(exporter, "_endpoint", endpoint or protocol))
+
+
+def _otlp_timeout(settings: Mapping[str, Any]) -> float:
+    """The OTLP exporter's timeout in seconds, read as the OpenTelemetry exporters read it."""
+    timeout = settings.get("timeout")
+    if timeout is None:
+        raw = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        )
+        try:
+            timeout = float(raw) if raw else DEFAULT_OTLP_TIMEOUT
+        except ValueError:
+            timeout = DEFAULT_OTLP_TIMEOUT
+    timeout = float(timeout)
+    return timeout if 0 < timeout < float("inf") else DEFAULT_OTLP_TIMEOUT
 
 
 def _periodic_reader(exporter: MetricExporter, interval: float | None) -> MetricReader:

@@ -9,8 +9,12 @@ with a generous limit, so a regression fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +22,13 @@ from typing import Any, TypeVar
 
 import pytest
 
+import otel_jobtrack
 from otel_jobtrack import track_run
 from otel_jobtrack._core import errors
 from otel_jobtrack.exporters import pipeline
 from otel_jobtrack.exporters.pushgateway import push_to_gateway
 from tests.attacks import trickling
+from tests.backends import REPO_ROOT
 
 T = TypeVar("T")
 
@@ -134,3 +140,107 @@ def test_push_deadline_covers_name_resolution(monkeypatch: pytest.MonkeyPatch) -
         assert threading.active_count() - threads <= 4
     finally:
         release.set()
+
+
+# -- OTLP --------------------------------------------------------------------------------------
+
+
+OTLP_DESTINATIONS = [
+    pytest.param({"protocol": "http/protobuf", "path": "/v1/metrics"}, id="http-trickling"),
+    pytest.param({"protocol": "grpc", "path": "", "answer": False}, id="grpc-silent"),
+]
+
+
+@pytest.mark.parametrize("destination", OTLP_DESTINATIONS)
+def test_repeated_flushes_are_bounded_and_hold_one_thread(destination: dict[str, Any]) -> None:
+    """Each ``flush(timeout=0.3)`` returns in time, and ten of them against a collector that
+    never finishes leave one abandoned export, not ten threads waiting behind it."""
+    with trickling(0.2, answer=destination.get("answer", True)) as collector:
+        exporters = otel_jobtrack.configure(
+            "otlp",
+            endpoint=collector.url + destination["path"],
+            protocol=destination["protocol"],
+            export_interval=3600,
+            exit_timeout=1.0,
+        )
+        _one_run()
+        threads = threading.active_count()
+        for _ in range(10):
+            ok, took = timed(lambda: exporters.flush(timeout=0.3))
+            assert ok is False and took < 0.3 + SLACK
+        grown = threading.active_count() - threads
+        _, took = timed(lambda: exporters.shutdown(timeout=1.0))
+    assert grown <= 2, f"{grown} more threads after ten flushes"
+    assert took < 1.0 + SLACK
+    assert errors.export_error_counts()["otlp"] >= 10
+
+
+def test_a_trickling_collector_does_not_stop_the_periodic_export() -> None:
+    """The export thread's exports are abandoned at their deadline (the exporter timeout), so
+    it keeps trying (and counting failures) instead of hanging in the first one."""
+    with trickling(0.2) as collector:
+        exporters = otel_jobtrack.configure(
+            "otlp",
+            endpoint=collector.url + "/v1/metrics",
+            export_interval=0.2,
+            timeout=0.5,
+            exit_timeout=1.0,
+        )
+        _one_run()
+        reporting = exporters.reporting
+        assert reporting is not None
+        deadline = time.monotonic() + 30
+        while reporting.failures < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reporting.failures >= 3, "the export thread hung in its first export"
+        assert collector.accepted <= 3, "each failed export left a connection behind"
+
+
+FORK_CHILD = """
+import json, os, sys, time
+import otel_jobtrack
+from otel_jobtrack import track_run
+
+exporters = otel_jobtrack.configure(
+    "otlp", endpoint=sys.argv[1] + "/v1/metrics", export_interval=0.05, exit_timeout=1
+)
+with track_run("fork.job", kind="cron"):
+    pass
+started = time.monotonic()
+while not exporters.reporting.in_flight:  # the parent's export is stuck in the trickle
+    time.sleep(0.01)
+    assert time.monotonic() - started < 30, "no export started"
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    started = time.monotonic()
+    with track_run("fork.job", kind="cron"):
+        pass
+    first = time.monotonic() - started
+    os.write(write, json.dumps({"first_run": first}).encode())
+    os._exit(0)
+os.close(write)
+result = json.loads(os.read(read, 1000))
+os.waitpid(pid, 0)
+print(json.dumps(result), flush=True)
+"""
+
+
+def test_forked_childs_first_run_does_not_wait_for_the_parents_collector() -> None:
+    """Forked while the parent's export hangs, the child's first run replaces the copied
+    provider; shutting the copy down waits for the parent's export lock, which no thread of
+    the child will ever release. That must happen off the run's path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    with trickling(0.2) as collector:
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(FORK_CHILD), collector.url],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    first_run = json.loads(proc.stdout.strip().splitlines()[-1])["first_run"]
+    # The copied provider's shutdown waits its whole 1 s timeout; the run must not.
+    assert first_run < 1.0, f"the child's first run took {first_run:.2f}s"
