@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +47,7 @@ from tests.attacks import (
     raw_request,
     scrape,
 )
+from tests.backends import REPO_ROOT, free_port
 from tests.unit.test_server_security import Pki, client_context, pki  # noqa: F401
 
 USER = "scraper"
@@ -447,6 +451,47 @@ def test_embedded_apps_refuse_encoded_paths() -> None:
     assert asyncio.run(call(b"/metrics")) == 200
     assert asyncio.run(call(b"/metrics?name%5B%5D=jobtrack_runs_total")) == 200
     assert asyncio.run(call(b"/%6detrics")) == 404
+
+
+@pytest.mark.slow
+def test_embedded_wsgi_app_under_gunicorn_refuses_encoded_paths() -> None:
+    """The same against a real gunicorn, which decodes the path before the app sees it."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS"))}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "otel_jobtrack:make_metrics_wsgi_app()",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = time.monotonic()
+        while True:
+            try:
+                status, body = raw_request(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() - started < 60, "gunicorn did not start"
+                time.sleep(0.2)
+        assert status == 200 and b"# HELP jobtrack_" in body
+        for path in (b"/%6detrics", b"/metric%73", b"/%2Fmetrics"):
+            request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+            assert raw_request(port, request)[0] == 404, path
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
 
 
 # -- authentication before any work ------------------------------------------------------------
