@@ -114,6 +114,7 @@ def test_trickling_request_is_cut_at_the_whole_request_deadline() -> None:
         assert took >= 0.8  # the deadline, not an error on the first bytes
         assert server.stats()["timed_out"] >= 1
         assert scrape(_port(server))[0] == 200
+        assert server.server_port == _port(server)  # socketserver's name still works
 
 
 def test_trickling_tls_client_is_cut_at_the_same_deadline(pki: Pki) -> None:  # noqa: F811

@@ -311,6 +311,9 @@ class HTTPServer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self.server_address: tuple[Any, ...] = self.socket.getsockname()
+        # socketserver's names, for code written against the previous server.
+        self.server_name: str = str(self.server_address[0])
+        self.server_port: int = int(self.server_address[1])
         # Everything that needs a descriptor or a thread is taken here, in the caller, so a
         # shortage fails start_server() instead of the loop thread later.
         try:
